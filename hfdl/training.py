@@ -1,0 +1,355 @@
+"""The one accelerate training loop every hfdl task uses.
+
+accumulate, clip, schedule, evaluate every epoch, checkpoint (`step_N` / `epoch_N`), resume exactly
+(model, optimizer, scheduler, RNG and data position), track (TensorBoard), show progress (tqdm).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from tqdm.auto import tqdm
+
+from hfdl.errors import HfdlError
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("cosine", "linear", "constant_with_warmup", "constant")
+
+
+@dataclass
+class TrainingArguments:
+    """Arguments of the shared loop (transformers-example flag names)."""
+
+    output_dir: str = field(default="outputs/finetune", metadata={"help": "Where results, models and checkpoints go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the results of a finished run in --output_dir."})
+    num_train_epochs: int = field(default=3, metadata={"help": "Training epochs."})
+    max_train_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides epochs)."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device for training."})
+    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Batch size per device for evaluation."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms and biases)."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps for linear warmup."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": f"One of {', '.join(SCHEDULERS)}."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches accumulated per optimizer step."})
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Gradient clipping norm (0 or None: off)."})
+    mixed_precision: str | None = field(default=None, metadata={"help": "no | fp16 | bf16; default: what `accelerate launch` says."})
+    seed: int = field(default=42, metadata={"help": "Seed for split, init, order and augmentation."})
+    checkpointing_steps: str | None = field(default=None, metadata={"help": "Save state every N optimizer steps, or 'epoch'."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder, or 'latest'."})
+    with_tracking: bool = field(default=False, metadata={"help": "Log metrics to TensorBoard under --output_dir."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    debug: bool = field(default=False, metadata={"help": "Show full tracebacks instead of one-line errors."})
+
+    def __post_init__(self):
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise HfdlError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown: use one of {', '.join(SCHEDULERS)}")
+        for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise HfdlError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_train_steps is not None and self.max_train_steps < 1:
+            raise HfdlError(f"--max_train_steps must be >= 1, got {self.max_train_steps}")
+        if self.learning_rate <= 0:
+            raise HfdlError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise HfdlError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.checkpointing_steps is not None and self.checkpointing_steps != "epoch" and not str(self.checkpointing_steps).isdigit():
+            raise HfdlError(f"--checkpointing_steps must be a number or 'epoch', got '{self.checkpointing_steps}'")
+
+
+def make_accelerator(args: TrainingArguments) -> Accelerator:
+    """One Accelerator per script; seedable samplers make the data order a function of (seed, epoch)."""
+    return Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with="tensorboard" if args.with_tracking else None,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "runs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process while the block runs (sampled), plus CUDA peak if any."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self._proc, self._interval = psutil.Process(), interval
+        self.peak_rss_mb = 0.0
+        self.peak_cuda_mb: float | None = None
+
+    def _sample(self):
+        while not self._stop.wait(self._interval):
+            self.peak_rss_mb = max(self.peak_rss_mb, self._proc.memory_info().rss / 2**20)
+
+    def __enter__(self):
+        self.peak_rss_mb = self._proc.memory_info().rss / 2**20
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss_mb = max(self.peak_rss_mb, self._proc.memory_info().rss / 2**20)
+        if torch.cuda.is_available():
+            self.peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------
+
+STATE_FILE = "hfdl_trainer_state.json"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Finished checkpoints under run_dir, oldest first (a folder without the state file is incomplete)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for p in run_dir.iterdir():
+        if p.is_dir() and re.fullmatch(r"(step|epoch)_\d+", p.name) and (p / STATE_FILE).is_file():
+            found.append((json.loads((p / STATE_FILE).read_text())["completed_steps"], p))
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, run_dir: str | Path) -> Path | None:
+    if resume_from_checkpoint is None:
+        return None
+    if resume_from_checkpoint == "latest":
+        ckpts = list_checkpoints(run_dir)
+        return ckpts[-1] if ckpts else None
+    path = Path(resume_from_checkpoint)
+    if not (path / STATE_FILE).is_file():
+        raise HfdlError(f"--resume_from_checkpoint {path} is not an hfdl checkpoint (no {STATE_FILE}): pass a step_N/epoch_N folder or 'latest'")
+    return path
+
+
+def model_signature(model: torch.nn.Module) -> dict:
+    """What a checkpoint must match: parameter names and shapes (hashed) and the trainable count."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for n, p in model.state_dict().items():
+        h.update(f"{n}:{tuple(p.shape)};".encode())
+    return {"state_dict_sha256": h.hexdigest()[:16], "num_tensors": len(model.state_dict())}
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    completed_steps: int
+    train_seconds: float
+    train_samples: int
+    history: list[dict]
+    final_metrics: dict[str, float]
+
+    @property
+    def train_samples_per_second(self) -> float:
+        return self.train_samples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def train(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer_groups: list[dict] | None,
+    train_dataloader: torch.utils.data.DataLoader,
+    args: TrainingArguments,
+    run_dir: str | Path,
+    compute_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    train_mode: Callable[[torch.nn.Module], Any] | None = None,
+    run_name: str = "train",
+    learning_rate: float | None = None,
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Train `model` with AdamW + warmup/schedule; evaluate each epoch; checkpoint and resume.
+
+    `compute_loss(model, batch)` returns the scalar loss; `evaluate(model)` returns metrics;
+    `train_mode(model)` puts the model in training mode (default `model.train()`).
+    """
+    from transformers import get_scheduler
+
+    run_dir = Path(run_dir)
+    lr = learning_rate or args.learning_rate
+    groups = optimizer_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay, fused=torch.cuda.is_available() or None)
+    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_steps / steps_per_epoch)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=int(args.warmup_ratio * max_steps) * accelerator.num_processes,
+        num_training_steps=max_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_dataloader, scheduler = accelerator.prepare(model, optimizer, train_dataloader, scheduler)
+    signature = model_signature(accelerator.unwrap_model(model))
+
+    completed_steps, start_epoch, skip_batches = 0, 0, 0
+    history: list[dict] = []
+    elapsed_before = 0.0
+    samples_before = 0
+    ckpt = resolve_checkpoint(args.resume_from_checkpoint, run_dir)
+    if ckpt is not None:
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        if state.get("signature") != signature:
+            raise HfdlError(
+                f"checkpoint {ckpt} was saved from a different model than --model_name_or_path builds now: resume with the same model and data, or start afresh without --resume_from_checkpoint"
+            )
+        try:
+            accelerator.load_state(str(ckpt))
+        except Exception as err:
+            raise HfdlError(
+                f"checkpoint {ckpt} could not be loaded ({type(err).__name__}): it does not match this model or is damaged; pick another with --resume_from_checkpoint"
+            ) from err
+        completed_steps = state["completed_steps"]
+        history, elapsed_before, samples_before = state.get("history", []), state.get("train_seconds", 0.0), state.get("train_samples", 0)
+        start_epoch = completed_steps // steps_per_epoch
+        skip_batches = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
+        accelerator.print(f"resumed {run_name} from {ckpt} at step {completed_steps}")
+
+    def save_checkpoint(name: str, epoch: int) -> None:
+        path = run_dir / name
+        tmp = run_dir / f".{name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            state = {
+                "completed_steps": completed_steps,
+                "epoch": epoch,
+                "signature": signature,
+                "history": history,
+                "train_seconds": elapsed_before + train_time,
+                "train_samples": samples_before + samples,
+            }
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)  # a checkpoint becomes visible only once complete
+        accelerator.wait_for_everyone()
+
+    if args.with_tracking:
+        accelerator.init_trackers(run_name, config={k: v for k, v in asdict(args).items() if isinstance(v, (int, float, str, bool))})
+    every = int(args.checkpointing_steps) if args.checkpointing_steps and args.checkpointing_steps != "epoch" else None
+    progress = tqdm(total=max_steps, initial=completed_steps, disable=not accelerator.is_local_main_process, desc=run_name, dynamic_ncols=True)
+    metrics: dict[str, float] = {}
+    samples = 0
+    train_time = 0.0
+    for epoch in range(start_epoch, num_epochs):
+        (train_mode or (lambda m: m.train()))(model)
+        train_dataloader.set_epoch(epoch)
+        base = getattr(train_dataloader, "dataset", None)
+        if hasattr(base, "set_epoch"):
+            base.set_epoch(epoch)
+        loader = train_dataloader
+        if epoch == start_epoch and skip_batches:
+            loader = accelerator.skip_first_batches(train_dataloader, skip_batches)
+        running, count = 0.0, 0
+        t_epoch = time.perf_counter()
+        for batch in _rng_neutral(loader):
+            with accelerator.accumulate(model):
+                loss = compute_loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += loss.detach().float()
+            count += 1
+            samples += _batch_size(batch) * accelerator.num_processes
+            if accelerator.sync_gradients:
+                completed_steps += 1
+                progress.update(1)
+                epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps
+                if every and completed_steps % every == 0 and not epoch_end:  # at an epoch end: saved after eval
+                    train_time += time.perf_counter() - t_epoch
+                    save_checkpoint(f"step_{completed_steps}", epoch)
+                    t_epoch = time.perf_counter()
+                if completed_steps >= max_steps:
+                    break
+        train_time += time.perf_counter() - t_epoch
+        train_loss = (running / max(count, 1)).item() if count else float("nan")
+        with _forked_rng():  # evaluation never moves the training RNG: resumed runs stay exact
+            metrics = evaluate(model) if evaluate is not None else {}
+        record = {
+            "epoch": epoch + 1,
+            "step": completed_steps,
+            "train_seconds": elapsed_before + train_time,
+            "train_loss": train_loss,
+            "lr": scheduler.get_last_lr()[0],
+            **metrics,
+        }
+        history.append(record)
+        progress.set_postfix({k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
+        accelerator.print(json.dumps({"run": run_name, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}}))
+        if args.with_tracking:
+            accelerator.log(record, step=completed_steps)
+        if args.checkpointing_steps == "epoch":
+            save_checkpoint(f"epoch_{epoch + 1}", epoch + 1)
+        elif every and completed_steps % every == 0:
+            save_checkpoint(f"step_{completed_steps}", epoch + 1)
+        if completed_steps >= max_steps:
+            break
+    progress.close()
+    if args.with_tracking:
+        accelerator.end_training()
+    result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics)
+    return accelerator.unwrap_model(model), result
+
+
+def _forked_rng():
+    return torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else [])
+
+
+def _rng_neutral(loader):
+    """Iterate `loader`, starting its iterator (which draws a base seed from the global RNG) in a
+    forked RNG, so the model's random stream (dropout...) is the same in a resumed run as in an
+    uninterrupted one, whichever point the iterator was created at."""
+    it = iter(loader)
+    with _forked_rng():
+        first = next(it, _END)
+    if first is _END:
+        return
+    yield first
+    yield from it
+
+
+_END = object()
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, (list, tuple)):
+        return _batch_size(batch[0])
+    if isinstance(batch, dict):
+        return _batch_size(next(iter(batch.values())))
+    return int(batch.shape[0])

@@ -1,0 +1,29 @@
+#!/usr/bin/env python
+"""Transfer learning with a timm backbone: feature-based vs fine-tuning (vs scratch), side by side.
+
+    accelerate launch scripts/finetune.py                       # embedded offline default
+    accelerate launch scripts/finetune.py --dataset_name beans --model_name_or_path timm/resnet50.a1_in1k
+    accelerate launch scripts/finetune.py --train_dir my_images/ --strategy finetune --unfreeze 2
+
+A single .json or .yaml argument is read as a config file (HfArgumentParser).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.training import TrainingArguments  # noqa: E402
+from hfdl.transfer import DataArguments, ModelArguments, run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    margs, dargs, targs = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    return run(margs, dargs, targs, argv)
+
+
+if __name__ == "__main__":
+    run_main(main)
