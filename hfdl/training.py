@@ -37,11 +37,11 @@ class TrainingArguments:
 
     output_dir: str = field(default="outputs/finetune", metadata={"help": "Where results, models and checkpoints go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the results of a finished run in --output_dir."})
-    num_train_epochs: int = field(default=3, metadata={"help": "Training epochs."})
+    num_train_epochs: int = field(default=2, metadata={"help": "Training epochs."})
     max_train_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides epochs)."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=256, metadata={"help": "Batch size per device for evaluation."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW)."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms and biases)."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps for linear warmup."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": f"One of {', '.join(SCHEDULERS)}."})
@@ -307,7 +307,7 @@ def train(
             "train_seconds": elapsed_before + train_time,
             "train_loss": train_loss,
             "lr": scheduler.get_last_lr()[0],
-            **metrics,
+            **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},  # a confusion matrix stays out
         }
         history.append(record)
         progress.set_postfix({k: round(v, 4) for k, v in record.items() if isinstance(v, float)})

@@ -40,14 +40,13 @@ class ModelArguments:
         default="feature,finetune", metadata={"help": "Strategies run by --strategy compare (add scratch for the no-pretraining baseline)."}
     )
     unfreeze: int | None = field(default=None, metadata={"help": "finetune: train only the last N backbone stages (+ head); default all."})
-    backbone_lr_scale: float = field(default=0.1, metadata={"help": "finetune: backbone learning rate = learning_rate x this."})
+    backbone_lr_scale: float = field(default=0.5, metadata={"help": "finetune: backbone learning rate = learning_rate x this."})
     head: str = field(default="linear", metadata={"help": "linear | mlp classifier head."})
     head_hidden_size: int = field(default=512, metadata={"help": "Hidden units of the mlp head."})
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head's last layer."})
-    head_epochs: int | None = field(
-        default=None, metadata={"help": "feature: epochs over the cached features (default 10 x num_train_epochs: they are cheap)."}
-    )
-    head_learning_rate: float | None = field(default=None, metadata={"help": "feature: head learning rate (default: learning_rate)."})
+    head_epochs: int = field(default=30, metadata={"help": "feature: epochs over the cached features (cheap)."})
+    head_learning_rate: float = field(default=1e-3, metadata={"help": "feature: head learning rate."})
+    head_weight_decay: float = field(default=1.0, metadata={"help": "feature: head weight decay (a linear probe wants strong L2: 0.858 vs 0.847 at 0.05 on the default)."})
     channels_last: bool = field(default=True, metadata={"help": "channels_last memory format (faster convolutions)."})
     feature_cache_dir: str | None = field(default=None, metadata={"help": "Cache of frozen-backbone features (default $HF_HOME/hfdl/features)."})
 
@@ -87,7 +86,7 @@ class DataArguments:
     hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
     rotation: float = field(default=0.0, metadata={"help": "Random rotation, degrees."})
     translate: float = field(default=0.0, metadata={"help": "Random translation, fraction of the size."})
-    scale_min: float = field(default=0.35, metadata={"help": "Random resized crop: smallest area fraction (scale + random crop)."})
+    scale_min: float = field(default=0.8, metadata={"help": "Random resized crop: smallest area fraction (scale + random crop)."})
     gaussian_noise: float = field(default=0.0, metadata={"help": "Gaussian noise std on the normalised tensor."})
     auto_augment: str | None = field(default=None, metadata={"help": "timm auto-augment, e.g. rand-m9-mstd0.5 (RandAugment)."})
     max_bad_image_fraction: float = field(default=0.01, metadata={"help": "Fail when more images than this are unreadable (fewer are skipped)."})
@@ -258,17 +257,17 @@ def run_strategy(
             head = C.make_head(model.num_features, num_classes, margs.head, margs.head_hidden_size, margs.head_dropout)
             train_dl = DataLoader(TensorDataset(xtr, ytr), batch_size=targs.per_device_train_batch_size, shuffle=True)
             eval_dl = accelerator.prepare(DataLoader(TensorDataset(xev, yev), batch_size=targs.per_device_eval_batch_size))
-            head_args = TrainingArguments(**{**asdict(targs), "num_train_epochs": margs.head_epochs or 10 * targs.num_train_epochs, "max_train_steps": None})
+            head_args = TrainingArguments(**{**asdict(targs), "num_train_epochs": margs.head_epochs, "max_train_steps": None, "weight_decay": margs.head_weight_decay})
 
-            def evaluate(m, confusion=False):
-                return evaluate_classifier(accelerator, m, eval_dl, num_classes, confusion=confusion)
+            def evaluate(m):
+                return evaluate_classifier(accelerator, m, eval_dl, num_classes, confusion=True)
 
             head, result = train(
                 accelerator, head, None, train_dl, head_args, run_dir,
                 compute_loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
                 evaluate=evaluate, run_name=strategy, learning_rate=margs.head_learning_rate,
             )  # fmt: skip
-            final = evaluate(head, confusion=True)
+            final = result.final_metrics  # the last epoch's evaluation
             model = C.attach_head(model, head)
             epochs = head_args.num_train_epochs
         else:
@@ -285,8 +284,8 @@ def run_strategy(
             def forward(m, x):
                 return m(_cl(x, cl))
 
-            def evaluate(m, confusion=False):
-                return evaluate_classifier(accelerator, m, eval_dl, num_classes, forward=forward, confusion=confusion)
+            def evaluate(m):
+                return evaluate_classifier(accelerator, m, eval_dl, num_classes, forward=forward, confusion=True)
 
             def train_mode(m):
                 C.frozen_modules_to_eval(m.train())
@@ -297,7 +296,7 @@ def run_strategy(
                 compute_loss=lambda m, b: torch.nn.functional.cross_entropy(forward(m, b[0]), b[1]),
                 evaluate=evaluate, train_mode=train_mode, run_name=strategy,
             )  # fmt: skip
-            final = evaluate(model, confusion=True)
+            final = result.final_metrics
             epochs = targs.num_train_epochs
         wall = time.perf_counter() - t_wall
 
