@@ -46,7 +46,9 @@ class ModelArguments:
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head's last layer."})
     head_epochs: int = field(default=30, metadata={"help": "feature: epochs over the cached features (cheap)."})
     head_learning_rate: float = field(default=1e-3, metadata={"help": "feature: head learning rate."})
-    head_weight_decay: float = field(default=1.0, metadata={"help": "feature: head weight decay (a linear probe wants strong L2: 0.858 vs 0.847 at 0.05 on the default)."})
+    head_weight_decay: float = field(
+        default=1.0, metadata={"help": "feature: head weight decay (a linear probe wants strong L2: 0.858 vs 0.847 at 0.05 on the default)."}
+    )
     channels_last: bool = field(default=True, metadata={"help": "channels_last memory format (faster convolutions)."})
     feature_cache_dir: str | None = field(default=None, metadata={"help": "Cache of frozen-backbone features (default $HF_HOME/hfdl/features)."})
 
@@ -257,7 +259,9 @@ def run_strategy(
             head = C.make_head(model.num_features, num_classes, margs.head, margs.head_hidden_size, margs.head_dropout)
             train_dl = DataLoader(TensorDataset(xtr, ytr), batch_size=targs.per_device_train_batch_size, shuffle=True)
             eval_dl = accelerator.prepare(DataLoader(TensorDataset(xev, yev), batch_size=targs.per_device_eval_batch_size))
-            head_args = TrainingArguments(**{**asdict(targs), "num_train_epochs": margs.head_epochs, "max_train_steps": None, "weight_decay": margs.head_weight_decay})
+            head_args = TrainingArguments(
+                **{**asdict(targs), "num_train_epochs": margs.head_epochs, "max_train_steps": None, "weight_decay": margs.head_weight_decay}
+            )
 
             def evaluate(m):
                 return evaluate_classifier(accelerator, m, eval_dl, num_classes, confusion=True)
