@@ -10,7 +10,6 @@ license; model cards repeat them. With internet, Hub ids remain the first-class 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
 import json
 import logging
@@ -329,10 +328,3 @@ def load_offline_dataset(name: str):
     (cache / "provenance.json").write_text(json.dumps(DATASETS[name].provenance(), indent=2))
     return datasets.load_from_disk(str(cache))
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
