@@ -327,4 +327,3 @@ def load_offline_dataset(name: str):
     tmp.rename(cache)
     (cache / "provenance.json").write_text(json.dumps(DATASETS[name].provenance(), indent=2))
     return datasets.load_from_disk(str(cache))
-

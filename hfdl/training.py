@@ -321,6 +321,9 @@ def train(
         if completed_steps >= max_steps:
             break
     progress.close()
+    if not metrics and evaluate is not None:  # resumed from the final checkpoint: no epoch ran, still report
+        with _forked_rng():
+            metrics = evaluate(model)
     if args.with_tracking:
         accelerator.end_training()
     result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics)

@@ -246,6 +246,10 @@ def run_strategy(
         extra: dict = {}
         cl = margs.channels_last
 
+        def evaluator(eval_dl, forward=None):
+            """Every epoch's evaluation, confusion matrix included (the last one is the reported one)."""
+            return lambda m: evaluate_classifier(accelerator, m, eval_dl, num_classes, forward=forward, confusion=True)
+
         if strategy == "feature":
             cache = Path(margs.feature_cache_dir) if margs.feature_cache_dir else assets.hfdl_cache_dir() / "features"
             t_feat = time.perf_counter()
@@ -263,13 +267,10 @@ def run_strategy(
                 **{**asdict(targs), "num_train_epochs": margs.head_epochs, "max_train_steps": None, "weight_decay": margs.head_weight_decay}
             )
 
-            def evaluate(m):
-                return evaluate_classifier(accelerator, m, eval_dl, num_classes, confusion=True)
-
             head, result = train(
                 accelerator, head, None, train_dl, head_args, run_dir,
                 compute_loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
-                evaluate=evaluate, run_name=strategy, learning_rate=margs.head_learning_rate,
+                evaluate=evaluator(eval_dl), run_name=strategy, learning_rate=margs.head_learning_rate,
             )  # fmt: skip
             final = result.final_metrics  # the last epoch's evaluation
             model = C.attach_head(model, head)
@@ -288,9 +289,6 @@ def run_strategy(
             def forward(m, x):
                 return m(_cl(x, cl))
 
-            def evaluate(m):
-                return evaluate_classifier(accelerator, m, eval_dl, num_classes, forward=forward, confusion=True)
-
             def train_mode(m):
                 C.frozen_modules_to_eval(m.train())
 
@@ -298,7 +296,7 @@ def run_strategy(
             model, result = train(
                 accelerator, model, groups, train_dl, targs, run_dir,
                 compute_loss=lambda m, b: torch.nn.functional.cross_entropy(forward(m, b[0]), b[1]),
-                evaluate=evaluate, train_mode=train_mode, run_name=strategy,
+                evaluate=evaluator(eval_dl, forward), train_mode=train_mode, run_name=strategy,
             )  # fmt: skip
             final = result.final_metrics
             epochs = targs.num_train_epochs

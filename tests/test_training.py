@@ -70,3 +70,12 @@ def test_bad_arguments_are_one_line_errors():
         TrainingArguments(checkpointing_steps="often")
     with pytest.raises(HfdlError, match="--lr_scheduler_type 'triangle' is unknown"):
         TrainingArguments(lr_scheduler_type="triangle")
+
+
+def test_resuming_the_final_checkpoint_still_reports_metrics(tmp_path):
+    full, full_result = _run(tmp_path / "a", checkpointing_steps="epoch")
+    last = list_checkpoints(tmp_path / "a")[-1]
+    assert last.name == "epoch_3"
+    resumed, result = _run(tmp_path / "b", resume_from_checkpoint=str(last))
+    assert result.final_metrics == full_result.final_metrics  # no epoch left to run, metrics still there
+    assert all(torch.equal(p, q) for p, q in zip(full.parameters(), resumed.parameters()))
