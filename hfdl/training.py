@@ -40,7 +40,9 @@ class TrainingArguments:
     num_train_epochs: int = field(default=2, metadata={"help": "Training epochs."})
     max_train_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides epochs)."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device for training."})
-    per_device_eval_batch_size: int = field(default=256, metadata={"help": "Batch size per device for evaluation."})
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Batch size per device for evaluation and feature caching (CPU: Lite0 at 64 px runs 500 img/s at 64, 357 at 256)."}
+    )
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW)."})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms and biases)."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps for linear warmup."})
@@ -356,3 +358,27 @@ def _batch_size(batch: Any) -> int:
     if isinstance(batch, dict):
         return _batch_size(next(iter(batch.values())))
     return int(batch.shape[0])
+
+
+class TensorBatches(torch.utils.data.TensorDataset):
+    """A `TensorDataset` fetched a batch at a time: one fancy index per batch instead of a
+    `__getitem__` per sample plus `torch.stack` (3x less loader time on cached features).
+
+    Use with `tensor_loader`; samplers, shuffling, accelerate's seedable sampler and resume
+    (`skip_first_batches`) work unchanged because only the fetch differs.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _whole_batch(batch):
+    return batch
+
+
+def tensor_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> torch.utils.data.DataLoader:
+    """DataLoader over in-memory tensors (cached features, token streams) with batched fetching."""
+    return torch.utils.data.DataLoader(
+        TensorBatches(*tensors), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_whole_batch
+    )

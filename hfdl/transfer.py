@@ -21,7 +21,7 @@ from hfdl.data.images import AugmentConfig, PreparedData, TransformedImages, bui
 from hfdl.errors import HfdlError
 from hfdl.metrics import evaluate_classifier, plot_confusion_matrix
 from hfdl.models import classifier as C
-from hfdl.training import PeakMemory, TrainingArguments, list_checkpoints, make_accelerator, train
+from hfdl.training import PeakMemory, TrainingArguments, list_checkpoints, make_accelerator, tensor_loader, train
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def run_strategy(
     data: PreparedData,
 ) -> dict:
     """Train one strategy; save `<output_dir>/<strategy>/` (timm layout + confusion matrix); return its results."""
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     run_dir = Path(targs.output_dir) / strategy
     num_classes = len(data.label_names)
@@ -261,8 +261,8 @@ def run_strategy(
             extra["feature_cache_hit"] = hit_tr and hit_ev
             torch.manual_seed(targs.seed)  # the head's init must not depend on whether the cache was hit
             head = C.make_head(model.num_features, num_classes, margs.head, margs.head_hidden_size, margs.head_dropout)
-            train_dl = DataLoader(TensorDataset(xtr, ytr), batch_size=targs.per_device_train_batch_size, shuffle=True)
-            eval_dl = accelerator.prepare(DataLoader(TensorDataset(xev, yev), batch_size=targs.per_device_eval_batch_size))
+            train_dl = tensor_loader(xtr, ytr, batch_size=targs.per_device_train_batch_size, shuffle=True)
+            eval_dl = accelerator.prepare(tensor_loader(xev, yev, batch_size=targs.per_device_eval_batch_size))
             head_args = TrainingArguments(
                 **{**asdict(targs), "num_train_epochs": margs.head_epochs, "max_train_steps": None, "weight_decay": margs.head_weight_decay}
             )

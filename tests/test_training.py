@@ -7,10 +7,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from hfdl.errors import HfdlError
-from hfdl.training import TrainingArguments, list_checkpoints, make_accelerator, train
+from hfdl.training import TrainingArguments, list_checkpoints, make_accelerator, tensor_loader, train
 
 
-def _setup(tmp_path, **kw):
+def _setup(tmp_path, batched=False, **kw):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 8, generator=g), torch.randint(0, 3, (96,), generator=g)
     torch.manual_seed(0)
@@ -18,11 +18,12 @@ def _setup(tmp_path, **kw):
     args = TrainingArguments(
         output_dir=str(tmp_path), num_train_epochs=3, per_device_train_batch_size=8, gradient_accumulation_steps=2, learning_rate=1e-2, seed=0, **kw
     )
-    return model, DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True), args
+    dl = tensor_loader(x, y, batch_size=8, shuffle=True) if batched else DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    return model, dl, args
 
 
-def _run(tmp_path, **kw):
-    model, dl, args = _setup(tmp_path, **kw)
+def _run(tmp_path, batched=False, **kw):
+    model, dl, args = _setup(tmp_path, batched, **kw)
     acc = make_accelerator(args)
     model, result = train(acc, model, None, dl, args, tmp_path, compute_loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
                           evaluate=lambda m: {"eval_w": m[0].weight.sum().item()})  # fmt: skip
@@ -30,19 +31,36 @@ def _run(tmp_path, **kw):
     return model, result
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["per-sample", "tensor_loader"])
 @pytest.mark.parametrize("which", [1, 2])  # mid-epoch, and at an epoch boundary (step 12 = end of epoch 2)
-def test_resumed_run_ends_with_the_same_weights(tmp_path, which):
-    full, full_result = _run(tmp_path / "a", checkpointing_steps="4")
+def test_resumed_run_ends_with_the_same_weights(tmp_path, which, batched):
+    full, full_result = _run(tmp_path / "a", batched, checkpointing_steps="4")
     ckpts = list_checkpoints(tmp_path / "a")
     # 96 samples / batch 8 = 12 batches = 6 optimizer steps per epoch (accumulation 2), 18 in all
     assert [c.name for c in ckpts] == ["step_4", "step_8", "step_12", "step_16"]
     mid = ckpts[which]  # step 8: two steps (four batches) into the second epoch
     assert json.loads((mid / "hfdl_trainer_state.json").read_text())["completed_steps"] == 4 * (which + 1)
-    resumed, result = _run(tmp_path / "b", resume_from_checkpoint=str(mid))
+    resumed, result = _run(tmp_path / "b", batched, resume_from_checkpoint=str(mid))
     for p, q in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
     assert result.completed_steps == full_result.completed_steps
     assert [h["epoch"] for h in result.history] == [h["epoch"] for h in full_result.history]
+
+
+def test_tensor_loader_yields_the_per_sample_loaders_batches_under_accelerate(tmp_path):
+    x, y = torch.randn(50, 4), torch.arange(50)
+    acc = make_accelerator(TrainingArguments(output_dir=str(tmp_path), seed=3))
+    a = acc.prepare(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True))
+    b = acc.prepare(tensor_loader(x, y, batch_size=8, shuffle=True))
+    for epoch in range(2):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        got_a, got_b = list(a), list(b)
+        assert len(got_a) == len(got_b) == 7
+        for (xa, ya), (xb, yb) in zip(got_a, got_b):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert sorted(torch.cat([bb[1] for bb in got_b]).tolist()) == list(range(50))
+    acc.free_memory()
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
