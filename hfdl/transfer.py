@@ -8,7 +8,6 @@ import logging
 import os
 import platform
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from hfdl import assets
+from hfdl.cli import command_line
 from hfdl.data.images import AugmentConfig, PreparedData, TransformedImages, build_transforms, load_image_dataset, prepare_splits
 from hfdl.errors import HfdlError
 from hfdl.metrics import evaluate_classifier, plot_confusion_matrix
@@ -357,11 +357,16 @@ def environment_info() -> dict:
     }
 
 
-def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, argv: list[str] | None = None) -> dict:
-    """The whole pipeline: data, each strategy, all_results.json, and the comparison for several strategies."""
+def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, argv: list[str] | None = None, hargs=None) -> dict:
+    """The whole pipeline: data, each strategy, all_results.json, the comparison for several strategies,
+    and (`hargs.push_to_hub`) one Hub repo per strategy."""
     out = Path(targs.output_dir)
     strategies = margs.strategies
     check_output_dir(out, strategies, targs)
+    if hargs is not None and hargs.push_to_hub:
+        from hfdl import hub
+
+        hub.require_token()  # fail before training, not after
     accelerator = make_accelerator(targs)
     C.resolve_model_source(margs.model_name_or_path)  # fail on an unknown model before loading data
     dsd, source = load_image_dataset(dargs.dataset_name, dargs.train_dir, dargs.validation_dir, dargs.dataset_config_name)
@@ -374,7 +379,9 @@ def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, a
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         run_config = {
-            "command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
+            "task": "image-classification",
+            "command": command_line(argv),
+            "base_model": base_model_id(margs.model_name_or_path),
             "model_args": asdict(margs),
             "data_args": {**asdict(dargs), "embedded_default": dargs.embedded_default},
             "training_args": asdict(targs),
@@ -410,4 +417,247 @@ def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, a
 
             table = write_comparison(all_results, out, title=f"{margs.model_name_or_path} on {dargs.dataset_name or dargs.train_dir}")
             accelerator.print(table)
+        if hargs is not None and hargs.push_to_hub:
+            urls = push_run(out, hargs.hub_model_id, strategies, private=hargs.hub_private, revision=hargs.hub_revision)
+            for s, url in urls.items():
+                accelerator.print(f"pushed {s}: {url}")
     return all_results
+
+
+# --------------------------------------------------------------------------------------------------
+# Publishing: one Hub repo per strategy, timm layout, a card with every result in model-index
+# --------------------------------------------------------------------------------------------------
+
+STRATEGY_DESCRIPTIONS = {
+    "feature": "the pretrained backbone stays frozen (BatchNorm statistics untouched) and only a new {head} head is trained, "
+    "on features computed once per image with the evaluation transform and cached.",
+    "finetune": "the whole network (or its last stages, see `unfreeze`) is trained from the pretrained weights, the backbone at a lower learning rate.",
+    "scratch": "the same architecture trained from random initialisation: the baseline that shows what pretraining buys.",
+}
+
+
+def base_model_id(model_name_or_path: str) -> str | None:
+    """The Hub id of the pretrained weights a run starts from (None for a local folder of unknown origin)."""
+    kind, name = C.resolve_model_source(model_name_or_path)
+    if kind == "offline":
+        return assets.BACKBONES[name].hub_equivalent
+    if kind == "hub":
+        return name
+    if kind == "timm":
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(name)
+        return getattr(cfg, "hf_hub_id", None) or None
+    base = json.loads((Path(name) / "config.json").read_text()).get("hfdl", {}).get("base_model")
+    return base_model_id(base) if base and base != model_name_or_path and not os.path.isdir(base) else None
+
+
+def _finished(out: Path) -> tuple[dict, dict]:
+    res, cfg = out / "all_results.json", out / "run_config.json"
+    if not res.is_file() or not cfg.is_file():
+        raise HfdlError(f"{out} is not a finished hfdl run (no all_results.json / run_config.json): finish training first, or pass the run's --output_dir")
+    return json.loads(res.read_text()), json.loads(cfg.read_text())
+
+
+def _dataset_ref(run_config: dict) -> dict:
+    d = run_config["data_args"]
+    name = d.get("dataset_name")
+    if name in assets.DATASETS:
+        a = assets.DATASETS[name]
+        return {"type": a.hub_equivalent, "title": f"{a.description} ({a.hub_equivalent}, read offline from {a.source})", "hub": a.hub_equivalent}
+    if name and not os.path.exists(name):
+        cfgname = d.get("dataset_config_name")
+        return {"type": name, "title": f"the Hub dataset [{name}](https://huggingface.co/datasets/{name})", "hub": name, "config": cfgname}
+    folder = name or d.get("train_dir") or "images"
+    return {"type": "imagefolder", "title": f"a local image folder `{Path(folder).name}`", "hub": None}
+
+
+def model_card(out_dir: str | Path, strategy: str, repo_id: str):
+    """Render the image-classification card of one strategy of a finished run."""
+    from huggingface_hub import ModelCardData
+
+    from hfdl import hub
+
+    out = Path(out_dir)
+    all_results, rc = _finished(out)
+    if strategy not in all_results:
+        raise HfdlError(f"strategy '{strategy}' is not in {out}/all_results.json (it has {', '.join(all_results)}): pick one of those")
+    r = all_results[strategy]
+    m, d, t, data, env = rc["model_args"], rc["data_args"], rc["training_args"], rc["data"], rc["environment"]
+    config = json.loads((out / strategy / "config.json").read_text())
+    ds = _dataset_ref(rc)
+    arch = config["architecture"]
+    base = rc.get("base_model") if strategy != "scratch" else None
+    license_ = config.get("pretrained_cfg", {}).get("license") or "apache-2.0"
+    results = hub.eval_results(
+        r, task_type="image-classification", dataset_type=ds["type"], dataset_name=ds["title"].split(" (")[0],
+        dataset_split=data["eval_split"], dataset_revision=data["eval_fingerprint"], dataset_config=ds.get("config"),
+    )  # fmt: skip
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        library_name="timm",
+        license=license_,
+        base_model=base,
+        datasets=[ds["hub"]] if ds["hub"] else None,
+        tags=["image-classification", "timm", "hfdl", "transfer-learning", f"strategy-{strategy}"],
+        pipeline_tag="image-classification",
+        metrics=["accuracy", "f1"],
+        eval_results=results,
+    )
+    head = config.get("hfdl_head", "linear")
+    origin = f"ImageNet-pretrained `{arch}` ([{base}](https://huggingface.co/{base}))" if base else f"`{arch}` (random initialisation)"
+    summary = (
+        f"An image classifier for {len(config['label_names'])} classes of {ds['title']}: {origin}, "
+        f"trained with the **{strategy}** strategy. Accuracy {r['eval_accuracy']:.4f}, macro-F1 {r['eval_f1_macro']:.4f} "
+        f"on {r.get('eval_samples', '?')} held-out `{data['eval_split']}` images."
+    )
+    metric_rows = [{"metric": hub.METRIC_NAMES[k][1], "value": round(r[k], 4)} for k in ("eval_accuracy", "eval_f1_macro", "eval_top5", "eval_loss") if k in r]
+    cmp_md = None
+    if len(all_results) > 1:
+        from hfdl.report import comparison_table
+
+        cmp_md = comparison_table(all_results)
+    if strategy == "feature":
+        hp = {"head": head, "head epochs": m["head_epochs"], "head learning rate": m["head_learning_rate"], "head weight decay": m["head_weight_decay"]}
+    else:
+        hp = {"epochs": t["num_train_epochs"], "learning rate": t["learning_rate"], "weight decay": t["weight_decay"]}
+        if strategy == "finetune":
+            hp |= {"backbone lr scale": m["backbone_lr_scale"], "unfrozen stages": m["unfreeze"] if m["unfreeze"] is not None else "all"}
+    hp |= {
+        "batch size (per device)": t["per_device_train_batch_size"],
+        "gradient accumulation": t["gradient_accumulation_steps"],
+        "optimizer": "AdamW (no weight decay on norms and biases)",
+        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}",
+        "max grad norm": t["max_grad_norm"],
+        "mixed precision": t["mixed_precision"] or "no",
+        "image size": d["image_size"],
+    }
+    aug = [f"horizontal flip p={d['hflip']}" if d["hflip"] else None, f"random-resized-crop scale [{d['scale_min']}, 1]" if d["scale_min"] < 1 else None,
+           f"rotation ±{d['rotation']}°" if d["rotation"] else None, f"translation {d['translate']}" if d["translate"] else None,
+           f"gaussian noise σ={d['gaussian_noise']}" if d["gaussian_noise"] else None, f"RandAugment `{d['auto_augment']}`" if d["auto_augment"] else None]  # fmt: skip
+    aug_text = ", ".join(a for a in aug if a) or "none"
+    if strategy == "feature":
+        aug_text = "none (features are cached from the deterministic evaluation transform)"
+    pc = config.get("pretrained_cfg", {})
+    if head == "linear":
+        intro = "The repository is in timm's layout, so timm alone loads it, label names included:"
+        load = f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()\nlabels = model.pretrained_cfg["label_names"]'
+        imports = "import timm\nimport torch\nfrom PIL import Image"
+    else:
+        intro = f"The classifier head is an MLP ({head}), which timm's `create_model` does not build; load it with hfdl:"
+        load = f'model = load_classifier(pull("{repo_id}")).eval()\nlabels = model.pretrained_cfg["label_names"]'
+        imports = "import timm\nimport torch\nfrom PIL import Image\n\nfrom hfdl.hub import pull\nfrom hfdl.models.classifier import load_classifier"
+    code = (
+        f"{imports}\n\n{load}\ntransform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))\n\n"
+        'image = Image.open("image.png").convert("RGB")\nwith torch.inference_mode():\n'
+        "    probs = model(transform(image).unsqueeze(0)).softmax(-1)[0]\n"
+        "for p, i in zip(*probs.topk(min(3, len(labels)))):\n"
+        '    print(f"{labels[i]}: {p:.3f}")'
+    )
+    limitations = [
+        f"Evaluated on {r.get('eval_samples', '?')} images of one dataset ({ds['title'].split(' (')[0]}); expect lower accuracy on images "
+        "that look different (other cameras, backgrounds, lighting, sizes). Measure it on your own data before relying on it.",
+        f"It always answers with one of its {config['num_classes']} classes, even for an image of something else, "
+        "and its softmax scores are not calibrated probabilities.",
+        f"Inputs are resized to {d['image_size']} px; small details that need a higher resolution are lost.",
+        f"A baseline trained for {r.get('epochs', '?')} epochs on {r.get('train_samples', '?')} images on {_hardware(env)}, not a tuned model.",
+    ]
+    if ds["type"] == "zalando-datasets/fashion_mnist":
+        limitations.append(
+            "Fashion-MNIST images are 28x28 grayscale product shots on a black background, upscaled here: the model has not seen photos of worn clothing."
+        )
+    if strategy == "feature":
+        limitations.append(f"The backbone is frozen: the model is only as good as {arch}'s ImageNet features are for this domain.")
+    if strategy == "scratch":
+        limitations.append("No pretraining: this model exists to show what pretraining buys; use a feature or finetune model instead.")
+    prov_rows = [{"asset": a["name"], "from": a.get("package") or a.get("source"), "origin": a.get("origin") or a.get("description"),
+                  "license": a["license"], "Hub equivalent": a.get("hub_equivalent")} for a in rc.get("offline_assets", [])]  # fmt: skip
+    provenance = (
+        "Offline assets used by this run (hfdl reads package-shipped files when there is no internet):\n\n" + hub.markdown_table(prov_rows)
+        if prov_rows
+        else "No offline assets: weights and data came from the Hugging Face Hub or local files as named above."
+    )
+    provenance += f"\n\nThis model's weights are released under the license of its base weights: `{license_}`."
+    versions = {k: v for k, v in env.items() if k in ("python", "torch", "torchvision", "timm", "transformers", "datasets", "accelerate")}
+    card = hub.render_card(
+        "image_classification",
+        card_data,
+        model_name=repo_id.split("/")[-1],
+        summary=summary,
+        strategy=strategy,
+        strategy_description=STRATEGY_DESCRIPTIONS[strategy].format(head=head),
+        num_classes=config["num_classes"],
+        label_list=", ".join(f"`{n}`" for n in config["label_names"]),
+        eval_split=data["eval_split"],
+        dataset_title=ds["title"],
+        eval_samples=r.get("eval_samples", "?"),
+        train_samples=r.get("train_samples", "?"),
+        metrics_table=hub.markdown_table(metric_rows),
+        comparison_table=cmp_md,
+        comparison_png=(out / "comparison.png").is_file(),
+        data_description=f"{ds['title']}; {data['source']}.",
+        train_fingerprint=data["train_fingerprint"],
+        eval_fingerprint=data["eval_fingerprint"],
+        image_size=d["image_size"],
+        preprocessing=f"{pc.get('interpolation', '?')} resize, crop_pct {pc.get('crop_pct', '?')}, mean {pc.get('mean')}, std {pc.get('std')}",
+        augmentation=aug_text,
+        command=rc["command"],
+        hyperparameters_table=hub.markdown_table([{"hyperparameter": k, "value": v} for k, v in hp.items()]),
+        seed=t["seed"],
+        hardware=_hardware(env),
+        wall_time=f"{r['wall_seconds']:.0f} s",
+        throughput=f"{r['train_samples_per_second']:.1f} samples/s",
+        trainable_params=f"{r['trainable_params']:,}",
+        total_params=f"{r['total_params']:,}",
+        versions_table=hub.markdown_table([{"library": k, "version": v} for k, v in versions.items()]),
+        how_to_use_intro=intro,
+        how_to_use_code=code,
+        limitations=limitations,
+        provenance=provenance,
+    )
+    return card
+
+
+def _hardware(env: dict) -> str:
+    dev = f"GPU {env['cuda']}" if env.get("cuda") else f"CPU only, {env.get('torch_threads', '?')} torch threads"
+    return f"{env.get('cpu_count', '?')} CPU cores, {dev} ({env.get('platform', '?')})"
+
+
+def repo_files(out_dir: str | Path, strategy: str) -> dict[str, Path]:
+    """What a strategy's repo holds: its timm folder (no checkpoints) plus the run's results and comparison."""
+    out = Path(out_dir)
+    files = {p.name: p for p in sorted((out / strategy).iterdir()) if p.is_file() and not p.name.endswith(".tmp") and p.name != "README.md"}
+    for name in ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png"):
+        if (out / name).is_file():
+            files[name] = out / name
+    for need in ("config.json", "model.safetensors"):
+        if need not in files:
+            raise HfdlError(f"{out / strategy} has no {need}: the '{strategy}' run did not finish; finish it with --resume_from_checkpoint latest")
+    return files
+
+
+def push_run(out_dir: str | Path, hub_model_id: str, strategies: list[str] | None = None, private: bool = False, revision: str | None = None) -> dict[str, str]:
+    """Publish a finished run: one repo per strategy (`<id>-<strategy>` when several). Returns commit URLs."""
+    from hfdl import hub
+
+    out = Path(out_dir)
+    all_results, _ = _finished(out)
+    strategies = strategies or list(all_results)
+    unknown = [s for s in strategies if s not in all_results]
+    if unknown:
+        raise HfdlError(f"strategy {unknown} is not in {out}/all_results.json (it has {', '.join(all_results)}): pick from those")
+    hub.require_token()
+    ids = hub.strategy_repo_ids(hub_model_id, strategies)
+    # Render every card and check every folder before the first upload: nothing half-published.
+    staged = {s: (repo_files(out, s), model_card(out, s, ids[s])) for s in strategies}
+    urls = {}
+    for s, (files, card) in staged.items():
+        r = all_results[s]
+        urls[s] = hub.push_files(
+            files, card, ids[s],
+            commit_message=f"hfdl finetune: {s} model, eval accuracy {r['eval_accuracy']:.4f}",
+            commit_description=f"Uploaded by hfdl from {out.name}/{s}: timm weights + config, results, run config and model card.",
+            private=private, revision=revision,
+            retry=f"python scripts/push_to_hub.py {out} --hub_model_id {hub_model_id} --strategy {s}",
+        )  # fmt: skip
+    return urls

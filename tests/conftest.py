@@ -78,3 +78,18 @@ def tiny_args(out: Path, backbone: Path, train_dir: Path, val_dir: Path, *extra:
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32", "--learning_rate", "3e-3",
         "--channels_last", "false", *extra,
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def compare_run(tmp_path_factory, tiny_backbone, imagefolder):
+    """A finished `finetune.py` run of all three strategies on the tiny backbone and imagefolder."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import finetune
+
+    out = tmp_path_factory.mktemp("compare")
+    argv = tiny_args(
+        out, tiny_backbone, *imagefolder, "--compare_strategies", "feature,finetune,scratch", "--head_epochs", "15", "--head_learning_rate", "0.03"
+    )
+    return out, finetune.main(argv)

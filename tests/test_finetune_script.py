@@ -16,15 +16,6 @@ import finetune  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def compare_run(tmp_path_factory, tiny_backbone, imagefolder):
-    out = tmp_path_factory.mktemp("compare")
-    argv = tiny_args(
-        out, tiny_backbone, *imagefolder, "--compare_strategies", "feature,finetune,scratch", "--head_epochs", "15", "--head_learning_rate", "0.03"
-    )
-    return out, finetune.main(argv)
-
-
 def test_compare_writes_results_for_every_strategy(compare_run):
     out, results = compare_run
     saved = json.loads((out / "all_results.json").read_text())
