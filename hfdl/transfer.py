@@ -464,12 +464,14 @@ def _dataset_ref(run_config: dict) -> dict:
     name = d.get("dataset_name")
     if name in assets.DATASETS:
         a = assets.DATASETS[name]
-        return {"type": a.hub_equivalent, "title": f"{a.description} ({a.hub_equivalent}, read offline from {a.source})", "hub": a.hub_equivalent}
+        short = a.description.split(":")[0]
+        link = f"[{a.hub_equivalent}](https://huggingface.co/datasets/{a.hub_equivalent})"
+        return {"type": a.hub_equivalent, "name": short, "title": f"{short} ({link})", "about": f"{a.description}; read offline from {a.source}", "hub": a.hub_equivalent}  # fmt: skip
     if name and not os.path.exists(name):
-        cfgname = d.get("dataset_config_name")
-        return {"type": name, "title": f"the Hub dataset [{name}](https://huggingface.co/datasets/{name})", "hub": name, "config": cfgname}
-    folder = name or d.get("train_dir") or "images"
-    return {"type": "imagefolder", "title": f"a local image folder `{Path(folder).name}`", "hub": None}
+        link = f"[{name}](https://huggingface.co/datasets/{name})"
+        return {"type": name, "name": name, "title": f"the Hub dataset {link}", "about": f"the Hub dataset {link}", "hub": name, "config": d.get("dataset_config_name")}  # fmt: skip
+    folder = Path(name or d.get("train_dir") or "images").name
+    return {"type": "imagefolder", "name": folder, "title": f"a local image folder `{folder}`", "about": f"a local image folder `{folder}`", "hub": None}
 
 
 def model_card(out_dir: str | Path, strategy: str, repo_id: str):
@@ -490,7 +492,7 @@ def model_card(out_dir: str | Path, strategy: str, repo_id: str):
     base = rc.get("base_model") if strategy != "scratch" else None
     license_ = config.get("pretrained_cfg", {}).get("license") or "apache-2.0"
     results = hub.eval_results(
-        r, task_type="image-classification", dataset_type=ds["type"], dataset_name=ds["title"].split(" (")[0],
+        r, task_type="image-classification", dataset_type=ds["type"], dataset_name=ds["name"],
         dataset_split=data["eval_split"], dataset_revision=data["eval_fingerprint"], dataset_config=ds.get("config"),
     )  # fmt: skip
     card_data = ModelCardData(
@@ -555,12 +557,13 @@ def model_card(out_dir: str | Path, strategy: str, repo_id: str):
         '    print(f"{labels[i]}: {p:.3f}")'
     )
     limitations = [
-        f"Evaluated on {r.get('eval_samples', '?')} images of one dataset ({ds['title'].split(' (')[0]}); expect lower accuracy on images "
+        f"Evaluated on {r.get('eval_samples', '?')} images of one dataset ({ds['name']}); expect lower accuracy on images "
         "that look different (other cameras, backgrounds, lighting, sizes). Measure it on your own data before relying on it.",
         f"It always answers with one of its {config['num_classes']} classes, even for an image of something else, "
         "and its softmax scores are not calibrated probabilities.",
         f"Inputs are resized to {d['image_size']} px; small details that need a higher resolution are lost.",
-        f"A baseline trained for {r.get('epochs', '?')} epochs on {r.get('train_samples', '?')} images on {_hardware(env)}, not a tuned model.",
+        f"A baseline: {'the head trained for' if strategy == 'feature' else 'trained for'} {r.get('epochs', '?')} epochs on "
+        f"{r.get('train_samples', '?')} images on {env.get('cpu_count', '?')} CPU cores{' and a GPU' if env.get('cuda') else ''}, not a tuned model.",
     ]
     if ds["type"] == "zalando-datasets/fashion_mnist":
         limitations.append(
@@ -595,7 +598,14 @@ def model_card(out_dir: str | Path, strategy: str, repo_id: str):
         metrics_table=hub.markdown_table(metric_rows),
         comparison_table=cmp_md,
         comparison_png=(out / "comparison.png").is_file(),
-        data_description=f"{ds['title']}; {data['source']}.",
+        data_description=f"{ds['about']}.",
+        feature_note=(
+            f"Feature extraction (frozen backbone over train and evaluation images, once): {r['feature_extraction_seconds']:.1f} s"
+            + (" (features read from the cache of an earlier run)" if r.get("feature_cache_hit") else "")
+            + "."
+            if "feature_extraction_seconds" in r
+            else None
+        ),
         train_fingerprint=data["train_fingerprint"],
         eval_fingerprint=data["eval_fingerprint"],
         image_size=d["image_size"],
