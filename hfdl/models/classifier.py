@@ -84,12 +84,24 @@ def zero_init_head(model: nn.Module) -> nn.Module:
     return model
 
 
+def _hub_id(name: str) -> str:
+    """The Hub repo behind a model name: the id itself, or the repo timm downloads a bare architecture from."""
+    name = name.removeprefix("hf-hub:")
+    if "/" in name:
+        return name
+    try:
+        return timm.models.get_pretrained_cfg(name).hf_hub_id or name
+    except Exception:
+        return name
+
+
 def _load_error(name: str, err: Exception) -> HfdlError:
     text = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     offline = ", ".join(assets.BACKBONES)
     if os.environ.get("HF_HUB_OFFLINE") == "1" or any(w in text.lower() for w in ("offline", "connect", "resolve", "network", "timed out")):
         return HfdlError(
-            f"could not fetch '{name}' from the Hub (offline and not cached: {type(err).__name__}): prefetch it with internet, or use an offline backbone: {offline}"
+            f"could not fetch '{name}' from the Hub (offline and not cached: {type(err).__name__}): "
+            f"prefetch it online with `python scripts/pull.py {_hub_id(name)}`, or use an offline backbone: {offline}"
         )
     return HfdlError(f"could not load model '{name}' ({type(err).__name__}: {text}): check the name, or use an offline backbone: {offline}")
 
