@@ -1,0 +1,340 @@
+"""Character-level language models: vanilla RNN (tanh), LSTM and GRU on the fused `torch.nn` modules.
+
+One family, one class (`getattr(nn, "LSTM")`), built as a transformers model so that a saved folder is a
+Hub repo that plain transformers runs::
+
+    AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    pipeline("text-generation", model=folder, trust_remote_code=True)
+
+The recurrent state is the generation cache: `forward(input_ids, state=...)` returns the new `state`, and
+`generate` feeds only the newest character with it (constant cost per character, the prefix is never
+re-encoded). This file is copied verbatim into every saved folder (transformers' remote-code mechanism), so it
+imports only torch and transformers at module level.
+
+hfdl's own loader (`load_char_lm`) imports this class directly: no remote code is executed, and loading is
+strict (a missing or unexpected tensor is an error).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
+
+try:  # inside hfdl: the one user-error type; in a downloaded repo: a plain ValueError subclass
+    from hfdl.errors import HfdlError as _UserError
+except ImportError:  # pragma: no cover - only without hfdl installed
+
+    class _UserError(ValueError):
+        """A user-caused problem (one line: what is wrong and how to fix it)."""
+
+
+logger = logging.getLogger(__name__)
+
+CELL_TYPES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+class CharLMConfig(PreTrainedConfig):
+    """Hyperparameters of a character-level RNN / LSTM / GRU language model.
+
+    Args:
+        cell_type: `rnn` (tanh), `lstm` or `gru`.
+        vocab_size: number of characters, the unknown token included.
+        embedding_dim: size of the character embedding.
+        hidden_size: units per recurrent layer.
+        num_layers: stacked recurrent layers.
+        dropout: dropout on the embedding, between layers and before the output layer.
+        tie_word_embeddings: share the embedding matrix with the output layer (needs embedding_dim == hidden_size).
+    """
+
+    model_type = "hfdl_char_lm"
+
+    def __init__(
+        self,
+        cell_type: str = "lstm",
+        vocab_size: int = 128,
+        embedding_dim: int = 64,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        tie_word_embeddings: bool = False,
+        unk_token_id: int = 0,
+        **kwargs,
+    ):
+        self.cell_type = cell_type
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.unk_token_id = unk_token_id
+        kwargs.setdefault("use_cache", True)
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.check()
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.num_layers
+
+    def check(self) -> None:
+        """Raise a one-line error naming the bad value and the fix."""
+        if self.cell_type not in CELL_TYPES:
+            raise _UserError(f"--model_type '{self.cell_type}' is unknown: use one of {', '.join(CELL_TYPES)}")
+        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise _UserError(f"--{name} must be a positive integer, got {value!r}")
+        if not 0 <= self.dropout < 1:
+            raise _UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.tie_word_embeddings and self.embedding_dim != self.hidden_size:
+            raise _UserError(
+                f"--tie_weights needs --embedding_dim equal to --hidden_size (got {self.embedding_dim} and {self.hidden_size}): set them equal or drop --tie_weights"
+            )
+
+
+@dataclass
+class CharLMOutput(ModelOutput):
+    """`logits` (B, T, V); `state`: the recurrent state after the last character ((h,) or (h, c), each (L, B, H))."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    state: tuple[torch.Tensor, ...] | None = None
+
+
+class CharLMForCausalLM(PreTrainedModel, GenerationMixin):
+    """Embedding -> stacked fused RNN/LSTM/GRU -> linear head over characters."""
+
+    config_class = CharLMConfig
+    base_model_prefix = "char_lm"
+    main_input_name = "input_ids"
+    _no_split_modules = []
+    _tied_weights_keys = {"lm_head.weight": "embed.weight"}
+
+    def __init__(self, config: CharLMConfig):
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.embedding_dim)
+        rnn_cls = getattr(nn, CELL_TYPES[config.cell_type])
+        self.rnn = rnn_cls(
+            config.embedding_dim, config.hidden_size, num_layers=config.num_layers, dropout=config.dropout if config.num_layers > 1 else 0.0, batch_first=True
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Keep PyTorch's default initialisation of every layer (the lectures' and nanoGPT's char-RNN setting)."""
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """The recurrent state is the cache: `generate` must not build an attention KV cache for it."""
+        return False
+
+    def zero_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """All-zero state for `batch_size` streams: (h,) or (h, c), each (num_layers, B, hidden_size)."""
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        p = self.lm_head.weight
+        n = 2 if self.config.cell_type == "lstm" else 1
+        return tuple(torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(n))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        state: tuple[torch.Tensor, ...] | None = None,
+        labels: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CharLMOutput:
+        """Logits for every position; `labels` follow the transformers convention (shifted inside, -100 ignored).
+
+        `state` continues from an earlier call (stateful batches, generation). Padding is not supported: a
+        recurrent state cannot skip pad positions, so an `attention_mask` with zeros is refused.
+        """
+        if attention_mask is not None and not bool(attention_mask.all()):
+            raise _UserError("padded batches are not supported by a recurrent char-LM: generate prompts one at a time or give them equal length")
+        if self.config.cell_type == "lstm" and state is not None:
+            h0 = (state[0], state[1])
+        else:
+            h0 = None if state is None else state[0]
+        x = self.drop(self.embed(input_ids))  # (B, T, E)
+        # CPU: oneDNN's fused LSTM is faster on sequences, but slower for one step and for GRU (6x, measured on
+        # torch 2.14): use it only where it wins. (The flag only affects CPU kernels.)
+        use_onednn = self.config.cell_type == "lstm" and input_ids.size(1) > 1
+        before = torch.backends.mkldnn.enabled
+        if before != use_onednn:
+            torch.backends.mkldnn.enabled = use_onednn
+        try:
+            out, hn = self.rnn(x, h0)  # (B, T, H)
+        finally:
+            if before != use_onednn:
+                torch.backends.mkldnn.enabled = before
+        logits = self.lm_head(self.drop(out))  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1), ignore_index=-100)
+        new_state = tuple(hn) if isinstance(hn, tuple) else (hn,)
+        return CharLMOutput(loss=loss, logits=logits, state=new_state if use_cache is not False else None)
+
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, state: tuple[torch.Tensor, ...] | None = None, **kwargs) -> dict:
+        """With a state, only the newest character is fed; without one (prefill), the whole prompt."""
+        if state is not None:
+            input_ids = input_ids[:, -1:]
+        return {"input_ids": input_ids, "state": state, "use_cache": kwargs.get("use_cache", True)}
+
+    def _reorder_cache(self, state, beam_idx):  # beam search (transformers' legacy hook)
+        return tuple(s.index_select(1, beam_idx.to(s.device)) for s in state)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling (hfdl's own generation: temperature / top-k / top-p, seeded, streaming)
+# --------------------------------------------------------------------------------------------------
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:
+    """Validate sampling settings with one-line errors."""
+    if temperature is None or not math.isfinite(temperature) or temperature < 0:
+        raise _UserError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 0:
+        raise _UserError(f"--top_k must be >= 0 (0 = off), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise _UserError(f"--top_p must be in (0, 1] (1 = off), got {top_p}")
+    if max_new_tokens < 0:
+        raise _UserError(f"--max_new_tokens must be >= 0, got {max_new_tokens}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Mask all but the top-k and the smallest set with cumulative probability >= top_p. logits: (B, V)."""
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+class CharGenerator:
+    """A char-LM with its tokenizer: `generate` returns text, `stream` yields it chunk by chunk."""
+
+    def __init__(self, model: CharLMForCausalLM, tokenizer):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.vocab = tokenizer.get_vocab()
+        self.id_to_char = {i: c for c, i in self.vocab.items()}
+        self.unk_id = model.config.unk_token_id
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Character ids of the prompt; characters outside the vocabulary map to the unknown token, with a warning."""
+        ids = [self.vocab.get(ch, self.unk_id) for ch in prompt]
+        unknown = sorted({ch for ch in prompt if ch not in self.vocab})
+        if unknown:
+            logger.warning("prompt characters outside the vocabulary map to the unknown token: %s", "".join(unknown)[:40])
+        if not ids:  # an empty prompt starts from a line break (or the unknown token)
+            ids = [self.vocab.get("\n", self.unk_id)]
+        return ids
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        chunk_size: int = 1,
+    ) -> Iterator[str]:
+        """Yield generated text in chunks of `chunk_size` characters (prompt excluded).
+
+        The prompt is encoded once; then each step feeds one character with the carried state.
+        `temperature` 0 is greedy. A `seed` makes the output deterministic.
+        """
+        check_sampling(temperature, top_k, top_p, max_new_tokens)
+        device = self.model.lm_head.weight.device
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed if seed is not None else torch.seed())
+        ids = torch.tensor([self.encode_prompt(prompt)], device=device)
+        out = self.model(ids, use_cache=True)
+        logits, state = out.logits[:, -1], out.state
+        buf: list[str] = []
+        for _ in range(max_new_tokens):
+            logits = logits.float()
+            logits[:, self.unk_id] = float("-inf")  # never emit the unknown token
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+                nxt = torch.multinomial(probs, 1, generator=gen)
+            buf.append(self.id_to_char[int(nxt)])
+            if len(buf) >= chunk_size:
+                yield "".join(buf)
+                buf = []
+            out = self.model(nxt, state=state, use_cache=True)
+            logits, state = out.logits[:, -1], out.state
+        if buf:
+            yield "".join(buf)
+
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """The prompt followed by `max_new_tokens` generated characters."""
+        return prompt + "".join(self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, chunk_size=256))
+
+    def chars_per_second(self, n: int = 500, prompt: str = "\n") -> float:
+        """Measured generation speed at batch 1 (sampling, temperature 1)."""
+        t0 = time.perf_counter()
+        self.generate(prompt, n, temperature=1.0, seed=0)
+        return n / (time.perf_counter() - t0)
+
+
+def load_char_lm(path_or_id: str, device: str | torch.device | None = None) -> CharGenerator:
+    """Load a saved char-LM folder or Hub repo with hfdl's own class (no remote code), strictly."""
+    from transformers import PreTrainedTokenizerFast
+
+    local = Path(path_or_id)
+    if local.exists() and not (local / "config.json").is_file():
+        raise _UserError(f"{local} has no config.json: pass a folder written by scripts/train_char_lm.py (or a Hub id)")
+    try:
+        model, info = CharLMForCausalLM.from_pretrained(path_or_id, output_loading_info=True)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path_or_id)
+    except OSError as err:
+        raise _UserError(f"could not load char-LM '{path_or_id}' ({str(err).splitlines()[0][:160]}): pass a local folder or a reachable Hub id") from err
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise _UserError(f"char-LM '{path_or_id}' does not match its config ({bad}): the weights are damaged or from another model")
+    if device is not None:
+        model = model.to(device)
+    return CharGenerator(model, tokenizer)
+
+
+CharLMConfig.register_for_auto_class()
+CharLMForCausalLM.register_for_auto_class("AutoModelForCausalLM")

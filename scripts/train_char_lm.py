@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Character-level RNN / LSTM / GRU language model with stateful truncated BPTT, or a side-by-side comparison.
+
+    accelerate launch --config_file configs/accelerate/cpu.yaml scripts/train_char_lm.py --corpus austen --output_dir outputs/austen_lstm
+    accelerate launch ... scripts/train_char_lm.py --train_file my.txt --model_type gru --output_dir outputs/my_gru
+    accelerate launch ... scripts/train_char_lm.py --corpus austen --compare rnn,lstm,gru --time_budget_minutes 4 --output_dir outputs/austen_compare
+
+A single .json or .yaml argument is read as a config file (HfArgumentParser).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from hfdl.char_lm import CharLMArguments, SamplingArguments, TextDataArguments, run  # noqa: E402
+from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.training import TrainingArguments  # noqa: E402
+
+DEFAULT_OUTPUT_DIR = "outputs/char_lm"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cargs, dargs, sargs, targs = parse_args((CharLMArguments, TextDataArguments, SamplingArguments, TrainingArguments), argv)
+    if targs.output_dir == TrainingArguments.output_dir:  # the shared default names another task
+        targs.output_dir = DEFAULT_OUTPUT_DIR
+    return run(cargs, dargs, sargs, targs, argv)
+
+
+if __name__ == "__main__":
+    run_main(main)
