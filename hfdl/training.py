@@ -54,6 +54,10 @@ class TrainingArguments:
     checkpointing_steps: str | None = field(default=None, metadata={"help": "Save state every N optimizer steps, or 'epoch'."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder, or 'latest'."})
     with_tracking: bool = field(default=False, metadata={"help": "Log metrics to TensorBoard under --output_dir."})
+    eval_steps: int | None = field(default=None, metadata={"help": "Also evaluate every N optimizer steps (default: at epoch ends only)."})
+    time_budget_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this much training wall-clock time (evaluation excluded), then evaluate and save."}
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     debug: bool = field(default=False, metadata={"help": "Show full tracebacks instead of one-line errors."})
 
@@ -69,6 +73,10 @@ class TrainingArguments:
             raise HfdlError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             raise HfdlError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise HfdlError(f"--eval_steps must be >= 1, got {self.eval_steps}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
+            raise HfdlError(f"--time_budget_minutes must be > 0, got {self.time_budget_minutes}")
         if self.checkpointing_steps is not None and self.checkpointing_steps != "epoch" and not str(self.checkpointing_steps).isdigit():
             raise HfdlError(f"--checkpointing_steps must be a number or 'epoch', got '{self.checkpointing_steps}'")
 
@@ -266,6 +274,27 @@ def train(
     metrics: dict[str, float] = {}
     samples = 0
     train_time = 0.0
+    budget_s = args.time_budget_minutes * 60 if args.time_budget_minutes else None
+    out_of_time = False
+
+    def log_evaluation(epoch_value: float, train_loss: float) -> dict:
+        with _forked_rng():  # evaluation never moves the training RNG: resumed runs stay exact
+            found = evaluate(model) if evaluate is not None else {}
+        record = {
+            "epoch": epoch_value,
+            "step": completed_steps,
+            "train_seconds": elapsed_before + train_time,
+            "train_loss": train_loss,
+            "lr": scheduler.get_last_lr()[0],
+            **{k: v for k, v in found.items() if isinstance(v, (int, float))},  # a confusion matrix stays out
+        }
+        history.append(record)
+        progress.set_postfix({k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
+        accelerator.print(json.dumps({"run": run_name, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}}))
+        if args.with_tracking:
+            accelerator.log(record, step=completed_steps)
+        return found
+
     for epoch in range(start_epoch, num_epochs):
         (train_mode or (lambda m: m.train()))(model)
         train_dataloader.set_epoch(epoch)
@@ -293,34 +322,35 @@ def train(
                 completed_steps += 1
                 progress.update(1)
                 epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps
+                if budget_s is not None:
+                    out_of_time = _all_agree(accelerator, elapsed_before + train_time + time.perf_counter() - t_epoch >= budget_s)
+                    epoch_end = epoch_end or out_of_time
+                if args.eval_steps and completed_steps % args.eval_steps == 0 and not epoch_end:
+                    train_time += time.perf_counter() - t_epoch
+                    steps_in_epoch = completed_steps - epoch * steps_per_epoch
+                    metrics = log_evaluation(round(epoch + steps_in_epoch / steps_per_epoch, 4), (running / max(count, 1)).item())
+                    (train_mode or (lambda m: m.train()))(model)
+                    t_epoch = time.perf_counter()
                 if every and completed_steps % every == 0 and not epoch_end:  # at an epoch end: saved after eval
                     train_time += time.perf_counter() - t_epoch
                     save_checkpoint(f"step_{completed_steps}", epoch)
                     t_epoch = time.perf_counter()
-                if completed_steps >= max_steps:
+                if completed_steps >= max_steps or out_of_time:
                     break
         train_time += time.perf_counter() - t_epoch
         train_loss = (running / max(count, 1)).item() if count else float("nan")
-        with _forked_rng():  # evaluation never moves the training RNG: resumed runs stay exact
-            metrics = evaluate(model) if evaluate is not None else {}
-        record = {
-            "epoch": epoch + 1,
-            "step": completed_steps,
-            "train_seconds": elapsed_before + train_time,
-            "train_loss": train_loss,
-            "lr": scheduler.get_last_lr()[0],
-            **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},  # a confusion matrix stays out
-        }
-        history.append(record)
-        progress.set_postfix({k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
-        accelerator.print(json.dumps({"run": run_name, **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in record.items()}}))
-        if args.with_tracking:
-            accelerator.log(record, step=completed_steps)
+        if out_of_time and completed_steps % steps_per_epoch:  # stopped mid-epoch by --time_budget_minutes
+            metrics = log_evaluation(round(epoch + (completed_steps - epoch * steps_per_epoch) / steps_per_epoch, 4), train_loss)
+            if args.checkpointing_steps:
+                save_checkpoint(f"step_{completed_steps}", epoch)
+            accelerator.print(f"{run_name}: time budget of {args.time_budget_minutes} min reached at step {completed_steps}")
+            break
+        metrics = log_evaluation(epoch + 1, train_loss)
         if args.checkpointing_steps == "epoch":
             save_checkpoint(f"epoch_{epoch + 1}", epoch + 1)
         elif every and completed_steps % every == 0:
             save_checkpoint(f"step_{completed_steps}", epoch + 1)
-        if completed_steps >= max_steps:
+        if completed_steps >= max_steps or out_of_time:
             break
     progress.close()
     if not metrics and evaluate is not None:  # resumed from the final checkpoint: no epoch ran, still report
@@ -330,6 +360,13 @@ def train(
         accelerator.end_training()
     result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics)
     return accelerator.unwrap_model(model), result
+
+
+def _all_agree(accelerator: Accelerator, flag: bool) -> bool:
+    """True when any process says so (every process stops at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), reduction="sum").item() > 0)
 
 
 def _forked_rng():
@@ -379,6 +416,4 @@ def _whole_batch(batch):
 
 def tensor_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> torch.utils.data.DataLoader:
     """DataLoader over in-memory tensors (cached features, token streams) with batched fetching."""
-    return torch.utils.data.DataLoader(
-        TensorBatches(*tensors), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_whole_batch
-    )
+    return torch.utils.data.DataLoader(TensorBatches(*tensors), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_whole_batch)
