@@ -275,6 +275,9 @@ def run_one(
 
         step_args = TrainingArguments(**{**asdict(targs), "max_train_steps": cargs.max_steps or targs.max_train_steps})
         model, result = train(accelerator, model, None, train_dl, step_args, run_dir, compute_loss=compute_loss, evaluate=evaluate, run_name=cell_type)
+        planned_steps = step_args.max_train_steps or step_args.num_train_epochs * math.ceil(
+            len(x) / accelerator.num_processes / targs.gradient_accumulation_steps
+        )
         for record, sample in zip(result.history[-len(samples) :], samples):
             sample.update(step=record["step"], eval_bpc=record.get("eval_bpc"))
         model.eval()
@@ -303,7 +306,7 @@ def run_one(
         "completed_steps": result.completed_steps,
         "chars_trained": chars_trained,
         "epochs": chars_trained / max(1, data.train_chars),
-        "stopped_by_time_budget": bool(targs.time_budget_minutes) and result.completed_steps < (step_args.max_train_steps or float("inf")),
+        "stopped_by_time_budget": bool(targs.time_budget_minutes) and result.completed_steps < planned_steps,
         "peak_rss_mb": mem.peak_rss_mb,
         "train_chars": data.train_chars,
         "validation_chars": data.val_chars,

@@ -81,6 +81,11 @@ def test_incremental_generation_matches_full_forward(cell, tokenizer):
             steps.append(out.logits)
             state = out.state
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
+    with torch.no_grad():  # the generation fast path (per-layer cell kernels) agrees too
+        state = model(ids[:, :10]).state
+        for t in range(10, ids.size(1)):
+            logits, state = model.step(ids[:, t], state)
+            assert torch.allclose(logits, full[:, t], atol=1e-5)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -176,3 +181,13 @@ def test_kneser_ney_baseline_is_a_distribution_and_learns():
     assert sum(lm.prob("ruth", c) for c in lm.vocab) == pytest.approx(1.0)
     assert sum(lm.prob("qq", c) for c in lm.vocab) == pytest.approx(1.0)  # unseen context backs off
     assert lm.nats_per_char(TEXT[:200]) < KneserNeyCharLM(1).fit(TEXT).nats_per_char(TEXT[:200])
+
+
+def test_dataset_source_joins_rows_and_names_missing_columns(tmp_path):
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"id": [1, 2], "text": ["first line", "second line"]})}).save_to_disk(tmp_path / "ds")
+    text, source = load_text(dataset_name=str(tmp_path / "ds"))
+    assert text == "first line\nsecond line" and source.startswith("dataset")
+    with pytest.raises(HfdlError, match="--text_column 'body' is not in dataset.*id, text"):
+        load_text(dataset_name=str(tmp_path / "ds"), text_column="body")

@@ -196,6 +196,27 @@ class CharLMForCausalLM(PreTrainedModel, GenerationMixin):
         new_state = tuple(hn) if isinstance(hn, tuple) else (hn,)
         return CharLMOutput(loss=loss, logits=logits, state=new_state if use_cache is not False else None)
 
+    def step(self, token: torch.LongTensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One character for each of B streams (`token` (B,)) -> logits (B, V) and the new state; inference only.
+
+        The same weights as `forward`, through the fused per-layer cell kernels (`torch.lstm_cell`...), which
+        skip `nn.LSTM`'s per-call set-up: the cost per generated character is a few small kernels.
+        """
+        if self.training:
+            raise RuntimeError("step() is for generation: call model.eval() first (dropout is not applied here)")
+        cell = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[self.config.cell_type]
+        x = self.embed(token)  # (B, E)
+        hs, cs = list(state[0].unbind(0)), list(state[1].unbind(0)) if len(state) > 1 else None
+        for i in range(self.config.num_layers):
+            w = [getattr(self.rnn, f"{n}_l{i}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if cs is not None:
+                hs[i], cs[i] = cell(x, (hs[i], cs[i]), *w)
+            else:
+                hs[i] = cell(x, hs[i], *w)
+            x = hs[i]
+        new_state = (torch.stack(hs),) if cs is None else (torch.stack(hs), torch.stack(cs))
+        return self.lm_head(x), new_state
+
     def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, state: tuple[torch.Tensor, ...] | None = None, **kwargs) -> dict:
         """With a state, only the newest character is fed; without one (prefill), the whole prompt."""
         if state is not None:
@@ -292,8 +313,7 @@ class CharGenerator:
             if len(buf) >= chunk_size:
                 yield "".join(buf)
                 buf = []
-            out = self.model(nxt, state=state, use_cache=True)
-            logits, state = out.logits[:, -1], out.state
+            logits, state = self.model.step(nxt[:, 0], state)
         if buf:
             yield "".join(buf)
 
