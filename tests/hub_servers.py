@@ -368,7 +368,7 @@ class WriteHub:
     def _check_owner(self, user: str, repo_id: str, what: str = "write to") -> None:
         namespace = repo_id.split("/")[0]
         if namespace not in (user, *self.orgs):
-            raise HubError(403, f'You don\'t have the rights to {what} "{repo_id}" (namespace "{namespace}" is not yours: you are "{user}")')
+            raise HubError(403, f"You don't have the rights to {what} {repo_id} (you are {user})")
 
     def _repo(self, repo_type: str, repo_id: str, user: str | None) -> RepoRecord:
         rec = self.repos_by_id.get(repo_id)
@@ -471,7 +471,7 @@ class WriteHub:
         name, org = payload.get("name"), payload.get("organization") or user
         repo_type = payload.get("type") or "model"
         repo_id = f"{org}/{name}"
-        self._check_owner(user, repo_id, f"create a {repo_type} under the namespace {org}:")
+        self._check_owner(user, repo_id, f"create a {repo_type} repo")
         url = f"{self.endpoint}/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
         with self._lock:
             if repo_id in self.repos_by_id:

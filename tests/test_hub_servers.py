@@ -12,7 +12,7 @@ from pathlib import Path
 import hub_servers
 import pytest
 import torch
-from hub_servers import refused_endpoint
+from hub_servers import TEST_TOKEN, refused_endpoint, write_hub
 
 # The fixtures live in hub_servers.py; a module-level name makes pytest find them here.
 hub_client, olah_hub, write_endpoint = hub_servers.hub_client, hub_servers.olah_hub, hub_servers.write_endpoint
@@ -138,5 +138,154 @@ def test_offline_mode_without_cache_raises(tmp_path, monkeypatch):
         snapshot_download(REPO_ID, cache_dir=tmp_path)
 
 
-def _unused():  # keep json import used in later sections
-    return json
+# ----------------------------------------------------------------------------------------------- write endpoint
+
+
+@pytest.fixture
+def run_folder(tmp_path, timm_folder) -> Path:
+    """A finished-run-like folder: a text file, an LFS-sized binary, the timm files and checkpoint folders."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(timm_folder, run)
+    (run / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.5}))
+    (run / "big.dat").write_bytes(os.urandom(10 * 1024 * 1024 + 3))  # >= 10 MB: LFS by size, not by extension
+    for ckpt in ("step_100", "epoch_1"):
+        (run / ckpt).mkdir()
+        (run / ckpt / "model.safetensors").write_bytes(b"checkpoint")
+    (run / "logs").mkdir()
+    (run / "logs" / "events.txt").write_text("nested files are kept")
+    return run
+
+
+def _local_files(folder: Path, exclude: tuple[str, ...] = ()) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.relative_to(folder).as_posix().startswith(exclude)
+    }
+
+
+def test_push_create_repo_upload_folder_and_branch(write_endpoint, hub_client, run_folder):
+    from huggingface_hub import HfApi
+
+    hub = write_endpoint
+    api = HfApi(endpoint=hub.endpoint)
+    assert api.whoami()["name"] == "hfdl-tester"
+    url = api.create_repo("hfdl-tester/tiny", private=True, exist_ok=True)
+    assert url == f"{hub.endpoint}/hfdl-tester/tiny" and url.repo_id == "hfdl-tester/tiny"
+    assert api.create_repo("hfdl-tester/tiny", private=True, exist_ok=True) == url  # 409 answered, exist_ok
+    assert hub.repos["hfdl-tester/tiny"].private
+    ignore = ["step_*", "epoch_*"]
+    info = api.upload_folder(
+        folder_path=run_folder, repo_id="hfdl-tester/tiny", commit_message="Upload tiny", commit_description="details", ignore_patterns=ignore
+    )
+    expected = _local_files(run_folder, exclude=("step_", "epoch_"))
+    assert hub.files("hfdl-tester/tiny") == {**expected, ".gitattributes": hub_servers.GITATTRIBUTES}  # exact bytes
+    last = hub.commits("hfdl-tester/tiny")[-1]
+    assert (last.message, last.description) == ("Upload tiny", "details")
+    assert info.oid == last.oid and info.commit_url == f"{hub.endpoint}/hfdl-tester/tiny/commit/{last.oid}"
+    assert last.lfs_paths == {"model.safetensors", "big.dat"}  # by extension and by size
+    assert set(last.changed) == set(expected)
+    assert ignore[:2] == ["step_*", "epoch_*"] and len(ignore) > 2  # NB: upload_folder extends the caller's list in place
+
+    api.create_branch("hfdl-tester/tiny", branch="finetune", exist_ok=True)
+    api.create_branch("hfdl-tester/tiny", branch="finetune", exist_ok=True)  # 409, exist_ok
+    (run_folder / "all_results.json").write_text(json.dumps({"eval_accuracy": 0.75}))
+    api.upload_folder(
+        folder_path=run_folder, repo_id="hfdl-tester/tiny", revision="finetune", commit_message="Finetune run", ignore_patterns=["step_*", "epoch_*"]
+    )
+    assert hub.branches("hfdl-tester/tiny") == ["finetune", "main"]
+    assert json.loads(hub.files("hfdl-tester/tiny", "finetune")["all_results.json"]) == {"eval_accuracy": 0.75}
+    assert json.loads(hub.files("hfdl-tester/tiny")["all_results.json"]) == {"eval_accuracy": 0.5}  # main untouched
+    assert set(hub.commits("hfdl-tester/tiny", "finetune")[-1].changed) == {"all_results.json"}  # unchanged files skipped
+
+    # every Hub API call carried the token; the LFS PUTs to the (pre-signed, S3-like) upload URL carry none, like on the Hub
+    assert {auth for method, path, auth in hub.requests if not path.startswith("/__lfs/")} == {f"Bearer {TEST_TOKEN}"}
+    assert {auth for method, path, auth in hub.requests if method == "PUT"} == {None}
+
+
+def test_multipart_lfs_upload_is_reassembled(hub_client, tmp_path):
+    from huggingface_hub import HfApi
+
+    (tmp_path / "model.safetensors").write_bytes(os.urandom(2_500_001))
+    with write_hub(lfs_chunk_size=1_000_000) as hub:
+        api = HfApi(endpoint=hub.endpoint)
+        api.create_repo("hfdl-tester/multi")
+        api.upload_folder(folder_path=tmp_path, repo_id="hfdl-tester/multi", commit_message="m")
+        assert hub.files("hfdl-tester/multi")["model.safetensors"] == (tmp_path / "model.safetensors").read_bytes()
+        assert sum(method == "PUT" for method, _, _ in hub.requests) == 3  # three parts, then the completion POST
+
+
+def _raised(fn) -> BaseException:
+    with pytest.raises(Exception) as e:
+        fn()
+    print(f"{type(e.value).__module__}.{type(e.value).__name__} | {str(e.value)!r}")
+    return e.value
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_failures_raise_hub_errors(write_endpoint, hub_client, tmp_path, status):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    hub = write_endpoint
+    api = HfApi(endpoint=hub.endpoint)
+    (tmp_path / "a.txt").write_text("a")
+    hub.fail_next(status, route_contains="/api/repos/create")
+    err = _raised(lambda: api.create_repo("hfdl-tester/x"))
+    assert isinstance(err, HfHubHTTPError) and err.response.status_code == status
+    api.create_repo("hfdl-tester/x")
+    hub.fail_next(status, route_contains="/commit/")
+    err = _raised(lambda: api.upload_folder(folder_path=tmp_path, repo_id="hfdl-tester/x", commit_message="c"))
+    assert isinstance(err, HfHubHTTPError) and err.response.status_code == status
+    assert [c.message for c in hub.commits("hfdl-tester/x")] == ["initial commit"]  # nothing half-committed
+    assert (tmp_path / "a.txt").read_text() == "a"
+
+
+def test_wrong_token_foreign_namespace_missing_repo_and_refused_connection(write_endpoint, hub_client, tmp_path, monkeypatch):
+    import httpx2
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, HfUriError, RepositoryNotFoundError
+
+    hub = write_endpoint
+    (tmp_path / "a.txt").write_text("a")
+    err = _raised(lambda: HfApi(endpoint=hub.endpoint, token="hf_test_token_wrong").create_repo("hfdl-tester/y"))
+    assert isinstance(err, HfHubHTTPError) and err.response.status_code == 401
+    err = _raised(lambda: HfApi(endpoint=hub.endpoint, token="hf_test_token_wrong").whoami())
+    assert err.response.status_code == 401
+    api = HfApi(endpoint=hub.endpoint)
+    err = _raised(lambda: api.create_repo("someone-else/y", exist_ok=True))  # owner check, even with exist_ok
+    assert isinstance(err, HfHubHTTPError) and err.response.status_code == 403
+    hub.create_repo("someone-else/theirs")
+    # exist_ok + 403 on a repo that exists: the client checks repo_info and returns a RepoUrl built WITHOUT its endpoint,
+    # which only parses when constants.ENDPOINT (HF_ENDPOINT at import) is this host; else HfUriError (client quirk)
+    err = _raised(lambda: api.create_repo("someone-else/theirs", exist_ok=True))
+    assert isinstance(err, HfUriError)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    assert api.create_repo("someone-else/theirs", exist_ok=True).repo_id == "someone-else/theirs"  # 403 swallowed
+    err = _raised(lambda: api.upload_folder(folder_path=tmp_path, repo_id="someone-else/theirs", commit_message="c"))
+    assert err.response.status_code == 403
+    err = _raised(lambda: api.upload_folder(folder_path=tmp_path, repo_id="hfdl-tester/absent", commit_message="c"))
+    assert isinstance(err, RepositoryNotFoundError)
+    dead = HfApi(endpoint=refused_endpoint())
+    err = _raised(lambda: dead.create_repo("hfdl-tester/y"))
+    assert isinstance(err, httpx2.ConnectError)
+    _raised(lambda: dead.whoami())
+
+
+def test_constants_endpoint_monkeypatch_reaches_hfapi_but_not_module_functions(write_endpoint, hub_client, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import HfApi, constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", write_endpoint.endpoint)
+    assert HfApi().whoami()["name"] == "hfdl-tester"  # HfApi() reads constants.ENDPOINT at construction
+    assert huggingface_hub.hf_api.api.endpoint != write_endpoint.endpoint  # module-level create_repo/upload_folder/...: bound at import
+
+
+def test_offline_mode_blocks_hfapi_calls(write_endpoint, monkeypatch):
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    err = _raised(lambda: HfApi(endpoint=write_endpoint.endpoint, token=TEST_TOKEN).create_repo("hfdl-tester/z"))
+    assert isinstance(err, OfflineModeIsEnabled)
+    assert write_endpoint.requests == []
