@@ -279,6 +279,12 @@ def test_constants_endpoint_monkeypatch_reaches_hfapi_but_not_module_functions(w
     monkeypatch.setattr(constants, "ENDPOINT", write_endpoint.endpoint)
     assert HfApi().whoami()["name"] == "hfdl-tester"  # HfApi() reads constants.ENDPOINT at construction
     assert huggingface_hub.hf_api.api.endpoint != write_endpoint.endpoint  # module-level create_repo/upload_folder/...: bound at import
+    # and downloads: hf_hub_url formats constants.HUGGINGFACE_CO_URL_TEMPLATE (frozen at import) and swaps in `endpoint` only
+    # when the URL starts with constants.ENDPOINT; with ENDPOINT patched, even an explicit endpoint= is dropped
+    url = huggingface_hub.hf_hub_url("a/b", "config.json", endpoint=write_endpoint.endpoint)
+    assert url.startswith("https://huggingface.co/")
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    assert huggingface_hub.hf_hub_url("a/b", "config.json", endpoint=write_endpoint.endpoint).startswith(write_endpoint.endpoint)
 
 
 def test_offline_mode_blocks_hfapi_calls(write_endpoint, monkeypatch):
