@@ -273,7 +273,7 @@ def push_files(
                 revision=revision,
                 commit_message=commit_message,
                 commit_description=commit_description,
-                ignore_patterns=IGNORE_PATTERNS,
+                ignore_patterns=list(IGNORE_PATTERNS),  # upload_folder extends the list it is given
             )
     finally:
         tmp.cleanup()

@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hub_servers
 import pytest
 from conftest import REPO
+from hub_servers import TEST_TOKEN, refused_endpoint
 from huggingface_hub import ModelCard
 
 from hfdl import hub
@@ -18,6 +20,7 @@ from hfdl.errors import HfdlError
 from hfdl.transfer import base_model_id, model_card, push_run, repo_files
 
 NO_TOKEN = {"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": ""}
+hub_client, olah_hub, write_endpoint = hub_servers.hub_client, hub_servers.olah_hub, hub_servers.write_endpoint
 
 
 def _model_index(card: ModelCard) -> dict[str, float]:
@@ -119,9 +122,76 @@ def _python_block(text: str) -> str:
     return m.group(1)
 
 
-def test_how_to_use_snippet_runs_from_an_offline_hub_cache(compare_run, tmp_path, imagefolder):
-    """The card's snippet, verbatim, loads the repo from a populated HF cache (HF_HUB_OFFLINE=1) and
-    prints the local model's top prediction for an image."""
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def at(monkeypatch):
+    """Point the huggingface_hub client (HfApi()) at a loopback endpoint, as HF_ENDPOINT does for users."""
+    from huggingface_hub import constants
+
+    def point(url: str) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+
+    return point
+
+
+def test_push_uploads_exactly_the_repo_files_and_the_card(compare_run, write_endpoint, hub_client, at, capsys, caplog):
+    out, _ = compare_run
+    before = _snapshot(out)
+    at(write_endpoint.endpoint)
+    urls = push_run(out, "hfdl-tester/tiny", ["feature", "finetune"])
+    assert set(urls) == {"feature", "finetune"}
+    results = json.loads((out / "all_results.json").read_text())
+    for s in ("feature", "finetune"):
+        repo = f"hfdl-tester/tiny-{s}"
+        files = write_endpoint.files(repo)
+        local = repo_files(out, s)
+        assert set(files) == set(local) | {"README.md", ".gitattributes"}  # no checkpoints, no caches
+        assert all(files[k] == Path(v).read_bytes() for k, v in local.items())
+        (commit,) = [c for c in write_endpoint.commits(repo) if c.message.startswith("hfdl")]
+        assert commit.message == f"hfdl finetune: {s} model, eval accuracy {results[s]['eval_accuracy']:.4f}"
+        assert "model.safetensors" in commit.lfs_paths
+        assert urls[s].startswith(write_endpoint.endpoint) and commit.oid in urls[s]
+        card = ModelCard(files["README.md"].decode())
+        assert _model_index(card)["accuracy"] == pytest.approx(results[s]["eval_accuracy"])
+    assert _snapshot(out) == before  # the run folder is untouched
+    assert all(a == f"Bearer {TEST_TOKEN}" for a in write_endpoint.authorizations if a)
+    seen = capsys.readouterr()
+    assert TEST_TOKEN not in seen.out + seen.err + caplog.text
+    assert not any(TEST_TOKEN.encode() in b for b in _snapshot(out).values())
+
+
+@pytest.mark.parametrize(
+    "failure, message",
+    [
+        ("401", r"the Hub rejected the token \(401\).*hf auth login"),
+        ("403", r"no write access to someone-else/tiny \(403\).*your own namespace"),
+        ("500", r"the Hub answered 500 while trying to push hfdl-tester/tiny.*python scripts/push_to_hub.py"),
+        ("refused", r"cannot reach the Hub at http://127.0.0.1:\d+ \(ConnectError\).*retry with `python scripts/push_to_hub.py"),
+    ],
+)
+def test_failed_push_is_one_line_and_loses_nothing(compare_run, write_endpoint, hub_client, at, monkeypatch, failure, message):
+    out, _ = compare_run
+    before = _snapshot(out)
+    repo = "someone-else/tiny" if failure == "403" else "hfdl-tester/tiny"
+    at(refused_endpoint() if failure == "refused" else write_endpoint.endpoint)
+    if failure == "401":
+        monkeypatch.setenv("HF_TOKEN", "hf_not_the_right_token_000000000000")
+    if failure == "500":
+        write_endpoint.fail_next(500, route_contains="/commit/")
+    with pytest.raises(HfdlError, match=message) as info:
+        push_run(out, repo, ["finetune"])
+    assert "\n" not in str(info.value) and "hf_" not in str(info.value)
+    assert _snapshot(out) == before
+    if failure in ("500", "403"):
+        assert not any(c.message.startswith("hfdl") for r in write_endpoint.repos for c in write_endpoint.commits(r))  # nothing half-published
+
+
+def test_pull_prefetches_then_the_cards_snippet_runs_offline(compare_run, olah_hub, tmp_path, imagefolder):
+    """Publish to a real Hub-API server (olah); `scripts/pull.py` prefetches; with HF_HUB_OFFLINE=1 the
+    card's snippet, verbatim, loads the model through timm and prints the local model's prediction."""
     import timm
     import torch
     from PIL import Image
@@ -129,17 +199,21 @@ def test_how_to_use_snippet_runs_from_an_offline_hub_cache(compare_run, tmp_path
     out, _ = compare_run
     repo_id = "hfdl-tester/tiny-finetune"
     card = model_card(out, "finetune", repo_id)
-    cache = tmp_path / "hub"
-    snap = cache / "models--hfdl-tester--tiny-finetune" / "snapshots" / ("0" * 40)
-    snap.mkdir(parents=True)
-    for rel, src in repo_files(out, "finetune").items():
-        (snap / rel).write_bytes(Path(src).read_bytes())
-    (snap.parent.parent / "refs").mkdir()
-    (snap.parent.parent / "refs" / "main").write_text("0" * 40)
-    img = next((imagefolder[1] / "green").iterdir())
-    Image.open(img).save(tmp_path / "image.png")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, "-c", _python_block(card.text)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    with hub.stage(repo_files(out, "finetune"), card) as staged:
+        olah_hub.publish(repo_id, staged)
+    home = tmp_path / "home"
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": olah_hub.endpoint}
+    env.update(NO_TOKEN)
+    pulled = subprocess.run([sys.executable, str(REPO / "scripts" / "pull.py"), repo_id], env=env, capture_output=True, text=True, timeout=120)
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    snap = Path(pulled.stdout.strip().splitlines()[-1])
+    assert (snap / "model.safetensors").read_bytes() == (out / "finetune" / "model.safetensors").read_bytes()
+    assert (snap / "README.md").is_file()
+
+    Image.open(next((imagefolder[1] / "green").iterdir())).save(tmp_path / "image.png")
+    env |= {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing reachable: the cache must serve
+    code = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = timm.create_model(f"local-dir:{out / 'finetune'}", pretrained=True).eval()
     tf = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
@@ -147,3 +221,11 @@ def test_how_to_use_snippet_runs_from_an_offline_hub_cache(compare_run, tmp_path
         probs = model(tf(Image.open(tmp_path / "image.png").convert("RGB")).unsqueeze(0)).softmax(-1)[0]
     top = int(probs.argmax())
     assert proc.stdout.splitlines()[0] == f"{model.pretrained_cfg['label_names'][top]}: {probs[top]:.3f}"
+
+
+def test_pull_of_a_missing_repo_is_one_line(olah_hub, monkeypatch, hub_client):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", olah_hub.endpoint)
+    with pytest.raises(HfdlError, match=r"hfdl-tester/absent was not found on http://127.0.0.1:\d+"):
+        hub.pull("hfdl-tester/absent")
