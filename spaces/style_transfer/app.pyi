@@ -1,0 +1,174 @@
+"""Neural style transfer Space: Gatys optimisation (live previews) or fast feed-forward style networks.
+
+Run locally from the repository root:  python spaces/style_transfer/app.py   (then open http://127.0.0.1:7860)
+API:  Client(url).predict(handle_file("content.jpg"), handle_file("style.jpg"), api_name="/stylize")
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+try:
+    from hfdl.models import style as S
+except ImportError:  # a checkout of the repository: use its hfdl package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from hfdl.models import style as S
+
+from hfdl.errors import HfdlError  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STYLES = {
+    "Waves (generated, CC0)": HERE / "styles" / "waves.png",
+    "Immunohistochemistry (scikit-image)": HERE / "styles" / "ihc.png",
+    "Hubble Deep Field (NASA, public domain)": HERE / "styles" / "hubble.jpg",
+}
+NO_STYLE = "(uploaded image)"
+METHODS = ("optimisation", "fast")
+MAX_SIZE = 512  # longest output side the sliders allow
+LARGE_UPLOAD = 2048  # uploads with a longer side above this get a notice (they are resized anyway)
+
+
+def fast_models() -> dict[str, str]:
+    """Fast style networks offered: bundled folders under models/ plus Hub ids in $HFDL_STYLE_MODELS (comma list)."""
+    found = {}
+    for d in sorted((HERE / "models").glob("*")):
+        if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
+            found[f"{d.name} (bundled)"] = str(d)
+    for repo_id in filter(None, (s.strip() for s in os.environ.get("HFDL_STYLE_MODELS", "").split(","))):
+        found[repo_id] = repo_id
+    return found
+
+
+FAST_MODELS = fast_models()
+
+
+@functools.lru_cache(maxsize=4)
+def load_fast_model(source: str) -> S.TransformerNet:
+    return S.TransformerNet.from_pretrained(source)
+
+from gradio.events import Dependency
+
+class ImageInput(gr.Image):
+    """`gr.Image` whose unreadable uploads become a one-line `gr.Error` instead of a server exception."""
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as err:
+            raise gr.Error(f"{self.label} is not an image we can read ({type(err).__name__}): upload a PNG or JPEG file", print_exception=False) from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _check_image(img, what: str) -> None:
+    if img is None:
+        raise gr.Error(f"No {what}: upload one (or pick an example below)", print_exception=False)
+    if img.width * img.height > S.MAX_INPUT_PIXELS:
+        raise gr.Error(f"The {what} has {img.width}x{img.height} pixels, more than this demo decodes: downscale it first", print_exception=False)
+    if max(img.size) > LARGE_UPLOAD:
+        gr.Warning(f"The {what} is large ({img.width}x{img.height}); it was resized to the output size.")
+
+
+def stylize(
+    content,
+    style=None,
+    bundled_style: str = NO_STYLE,
+    method: str = "optimisation",
+    fast_model: str | None = None,
+    steps: int = 50,
+    strength: float = 1.0,
+    preserve_colour: bool = False,
+    size: int = 256,
+):
+    """Stylise `content`; a generator: optimisation yields intermediate images, the last one is the result."""
+    _check_image(content, "content image")
+    if method not in METHODS:
+        raise gr.Error(f"Unknown method '{method}': choose optimisation or fast", print_exception=False)
+    size = int(min(max(int(size), 32), MAX_SIZE))
+    t0 = time.perf_counter()
+    try:
+        content_t = S.image_to_tensor(content, size)
+        if method == "fast":
+            if not FAST_MODELS:
+                raise gr.Error("No fast style network is available here: choose optimisation, or set HFDL_STYLE_MODELS to Hub ids", print_exception=False)
+            name = fast_model if fast_model in FAST_MODELS else next(iter(FAST_MODELS))
+            if style is not None:
+                gr.Info("Fast mode uses the style its network was trained on; the style image is ignored.")
+            out = load_fast_model(FAST_MODELS[name]).stylize(content_t, strength=float(strength), preserve_colour=bool(preserve_colour))
+            label = f"Stylised: fast network {name}, {out.shape[-1]}x{out.shape[-2]} px, {time.perf_counter() - t0:.2f} s"
+            yield gr.Image(value=S.tensor_to_image(out), label=label)
+            return
+        if style is None and bundled_style in STYLES:
+            style = S.open_image(STYLES[bundled_style])
+        _check_image(style, "style image")
+        cfg = S.GatysConfig(
+            steps=int(steps), style_weight=1e6 * max(float(strength), 1e-3), preserve_colour=bool(preserve_colour), preview_every=max(1, int(steps) // 10)
+        )
+        for n, image, losses in S.gatys_iter(content_t, [S.image_to_tensor(style, size)], cfg):
+            done = "" if n < int(steps) else "done, "
+            label = f"Stylised: optimisation, {done}{n}/{int(steps)} steps, {image.shape[-1]}x{image.shape[-2]} px, {time.perf_counter() - t0:.1f} s"
+            yield gr.Image(value=S.tensor_to_image(image), label=label)
+    except HfdlError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def _show_bundled(name: str):
+    return gr.Image(value=str(STYLES[name])) if name in STYLES else gr.Image()
+
+
+with gr.Blocks(title="Neural style transfer") as demo:
+    gr.Markdown(
+        "# Neural style transfer\n"
+        "Upload a content photo and a style image (or pick a bundled style). **Optimisation** (Gatys et al.) optimises the "
+        "pixels against a frozen VGG16 and shows intermediate results; **fast** runs a feed-forward network (Johnson et al.) "
+        "trained for one style. Large images are resized to the output size."
+    )
+    with gr.Row():
+        content_in = ImageInput(label="Content image", type="pil", image_mode="RGB", elem_id="content")
+        style_in = ImageInput(label="Style image", type="pil", image_mode="RGB", elem_id="style")
+        output = gr.Image(label="Stylised", type="pil", elem_id="output", interactive=False, format="png")
+    with gr.Row():
+        bundled_in = gr.Dropdown([NO_STYLE, *STYLES], value=NO_STYLE, label="Bundled style", elem_id="bundled")
+        method_in = gr.Radio(list(METHODS), value="optimisation", label="Method", elem_id="method")
+        fast_in = gr.Dropdown(list(FAST_MODELS), value=next(iter(FAST_MODELS), None), label="Fast style network", elem_id="fast_model")
+    with gr.Row():
+        steps_in = gr.Slider(5, 300, value=50, step=5, label="Steps (optimisation)", elem_id="steps")
+        strength_in = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength", elem_id="strength")
+        colour_in = gr.Checkbox(value=False, label="Preserve content colours", elem_id="colour")
+        size_in = gr.Slider(64, MAX_SIZE, value=256, step=32, label="Output size (longer side, px)", elem_id="size")
+    run_btn = gr.Button("Stylise", variant="primary", elem_id="run")
+    inputs = [content_in, style_in, bundled_in, method_in, fast_in, steps_in, strength_in, colour_in, size_in]
+    bundled_in.change(_show_bundled, bundled_in, style_in, api_name=False)
+    run_btn.click(stylize, inputs, output, api_name="stylize")
+    gr.Examples(
+        examples=[
+            [str(HERE / "examples" / "astronaut.jpg"), str(STYLES["Waves (generated, CC0)"]), NO_STYLE, "fast", next(iter(FAST_MODELS), None), 50, 1.0, False, 256],
+            [str(HERE / "examples" / "chelsea.jpg"), str(STYLES["Immunohistochemistry (scikit-image)"]), NO_STYLE, "optimisation", None, 40, 1.0, False, 192],
+        ],
+        inputs=inputs,
+        outputs=output,
+        fn=stylize,
+        cache_examples=True,
+        cache_mode="lazy",
+    )
+
+
+if __name__ == "__main__":
+    demo.queue().launch(share=False)

