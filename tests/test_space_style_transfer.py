@@ -45,6 +45,13 @@ def test_fast_endpoint_uses_the_bundled_network(app):
     assert max(img.size) == 96
 
 
+def test_huge_upload_is_resized(app, tmp_path):
+    big = tmp_path / "big.png"
+    Image.open(CONTENT).convert("RGB").resize((2400, 1600)).save(big)
+    img = Image.open(_predict(app, big, STYLE, method="optimisation", steps=5, size=64))
+    assert img.size == (64, 43)  # the notice is a toast on the page; the result is at the output size
+
+
 def test_bad_inputs_give_one_line_errors(app, tmp_path):
     from gradio_client.exceptions import AppError
 

@@ -1,0 +1,108 @@
+"""Claims (issue 5): Gatys at 256 px / 300 steps <= 5 min on 2 cores; the feature network cut after the last
+used layer is >= 1.2x faster per step than the full one; the fast network is >= 100x faster than Gatys for the
+same image and >= 5 images/s at 256 px on CPU. Arms alternate (A B A B ...) to spread machine noise.
+
+    python benchmarks/style.py [--size 256 --steps 300 --step_rounds 4 --step_evals 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from _common import emit
+
+from hfdl.models import style as S
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def per_eval_seconds(content, style, cfg: S.GatysConfig, net: S.FeatureNetwork, evals: int) -> float:
+    """Seconds per loss evaluation (forward + backward through the feature network), after one warm-up."""
+    warm = S.GatysConfig(**{**cfg.__dict__, "steps": 1, "preview_every": 1})
+    for _ in S.gatys_iter(content, [style], warm, net=net):
+        pass
+    run = S.GatysConfig(**{**cfg.__dict__, "steps": evals, "preview_every": evals})
+    t0 = time.perf_counter()
+    for _ in S.gatys_iter(content, [style], run, net=net):
+        pass
+    return (time.perf_counter() - t0) / (evals + 1)  # + the final loss evaluation
+
+
+def truncation(content, style, layers: tuple[str, str | tuple], rounds: int, evals: int) -> dict:
+    content_layer, style_layers = layers
+    cfg = S.GatysConfig(optimizer="adam", content_layer=content_layer, style_layers=style_layers)
+    cut = S.load_feature_network("vgg16", (content_layer, *style_layers), truncate=True)
+    full = S.load_feature_network("vgg16", (content_layer, *style_layers), truncate=False)
+    t_cut, t_full = [], []
+    for _ in range(rounds):
+        t_cut.append(per_eval_seconds(content, style, cfg, cut, evals))
+        t_full.append(per_eval_seconds(content, style, cfg, full, evals))
+    return {"cut": statistics.median(t_cut), "full": statistics.median(t_full), "modules_cut": len(cut.body), "modules_full": len(full.body)}
+
+
+def fast_seconds(net: S.TransformerNet, content: torch.Tensor, repeats: int) -> float:
+    net.eval()
+    net.stylize(content)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        net.stylize(content)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from skimage import data
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--step_rounds", type=int, default=3)
+    p.add_argument("--step_evals", type=int, default=6)
+    p.add_argument("--fast_repeats", type=int, default=10)
+    a = p.parse_args()
+
+    content = S.image_to_tensor(data.astronaut(), a.size)
+    style = S.image_to_tensor(REPO / "spaces/style_transfer/styles/waves.png", a.size)
+
+    # per-step cost: the cut network vs the whole features stack (default layers, and a shallow set)
+    default = truncation(content, style, (S.DEFAULT_CONTENT_LAYER, S.DEFAULT_STYLE_LAYERS), a.step_rounds, a.step_evals)
+    shallow = truncation(content, style, ("relu3_3", ("relu1_2", "relu2_2", "relu3_3")), a.step_rounds, a.step_evals)
+
+    # the fast network at the same size: default architecture (untrained: same cost) and the bundled one
+    torch.manual_seed(0)
+    fast_default = fast_seconds(S.TransformerNet(), content, a.fast_repeats)
+    bundled_dir = next((d for d in sorted((REPO / "spaces/style_transfer/models").glob("*")) if (d / "model.safetensors").is_file()), None)
+    fast_bundled = fast_seconds(S.TransformerNet.from_pretrained(bundled_dir), content, a.fast_repeats) if bundled_dir else None
+
+    # the full Gatys run with the defaults (L-BFGS, content init, default layers), timed end to end
+    t0 = time.perf_counter()
+    result = S.gatys(content, [style], S.GatysConfig(steps=a.steps))
+    gatys_seconds = time.perf_counter() - t0
+
+    emit(
+        {
+            "size": a.size,
+            "torch_threads": torch.get_num_threads(),
+            "gatys_steps": result.steps,
+            "gatys_256_300_seconds": gatys_seconds,
+            "gatys_seconds_per_step": gatys_seconds / max(result.steps, 1),
+            "truncation_speedup": default["full"] / default["cut"],
+            "truncation_seconds_per_step_cut": default["cut"],
+            "truncation_seconds_per_step_full": default["full"],
+            "truncation_modules": f"{default['modules_cut']}/{default['modules_full']}",
+            "truncation_speedup_shallow_layers": shallow["full"] / shallow["cut"],
+            "fast_seconds_per_image": fast_default,
+            "fast_images_per_second": 1 / fast_default,
+            "fast_vs_gatys_speedup": gatys_seconds / fast_default,
+            **({"fast_bundled_images_per_second": 1 / fast_bundled, "fast_bundled_vs_gatys_speedup": gatys_seconds / fast_bundled} if fast_bundled else {}),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
