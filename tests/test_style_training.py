@@ -115,12 +115,14 @@ def test_train_style_user_errors(tmp_path, style_file):
     assert not (tmp_path / "o").exists()
 
 
-def test_train_style_through_accelerate_launch(tmp_path, style_file):
+def test_train_style_through_accelerate_launch_on_an_imagefolder(tmp_path, style_file, imagefolder):
+    args = tiny_style_args(tmp_path, style_file, "--max_steps", "2", "--dataset_name", str(imagefolder[0]))
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu.yaml"),
-        str(REPO / "scripts/train_style.py"), *tiny_style_args(tmp_path, style_file, "--max_steps", "2"),
+        str(REPO / "scripts/train_style.py"), *args,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((tmp_path / "all_results.json").read_text())["steps"] == 2
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["steps"] == 2 and results["content_source"].startswith(f"imagefolder {imagefolder[0]}")
     assert S.TransformerNet.from_pretrained(tmp_path)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
