@@ -127,6 +127,12 @@ class CharLMForCausalLM(PreTrainedModel, GenerationMixin):
         )
         self.drop = nn.Dropout(config.dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.cell_type == "lstm":  # forget-gate bias 1 (Jozefowicz et al. 2015, Keras' unit_forget_bias): remember by default
+            h = config.hidden_size
+            with torch.no_grad():
+                for i in range(config.num_layers):
+                    getattr(self.rnn, f"bias_ih_l{i}")[h : 2 * h].fill_(1.0)  # gate order i, f, g, o
+                    getattr(self.rnn, f"bias_hh_l{i}")[h : 2 * h].zero_()
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
