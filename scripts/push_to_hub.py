@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Publish a finished hfdl run to the Hugging Face Hub (one repo per strategy), with its model card.
+"""Publish a finished hfdl run to the Hugging Face Hub with its model card (any task: finetune,
+char-LM, style). A run with several models (strategies, cell types) gives one repo each: ID-<name>.
 
     python scripts/push_to_hub.py outputs/finetune --hub_model_id me/lite0-fashion            # me/lite0-fashion-feature, -finetune
-    python scripts/push_to_hub.py outputs/finetune --hub_model_id me/lite0-ft --strategy finetune
-    python scripts/push_to_hub.py outputs/finetune --hub_model_id me/lite0-ft --strategy finetune --card_only   # write README.md, no upload
+    python scripts/push_to_hub.py outputs/finetune --hub_model_id me/lite0-ft --only finetune
+    python scripts/push_to_hub.py outputs/char_lm --hub_model_id me/austen-lstm --card_only    # write README.md files, no upload
 
 The token comes from HF_TOKEN or `hf auth login`; it is never printed or written.
 """
@@ -18,17 +19,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hfdl.cli import parse_args, run_main  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
-from hfdl.hub import check_repo_id, strategy_repo_ids  # noqa: E402
+from hfdl.hub import check_repo_id  # noqa: E402
 
 
 @dataclass
 class PushArguments:
     output_dir: str = field(metadata={"help": "A finished run's --output_dir (holds all_results.json and run_config.json)."})
-    hub_model_id: str = field(metadata={"help": "Repo id USER/NAME; several strategies go to NAME-<strategy>."})
-    strategy: str | None = field(default=None, metadata={"help": "Publish only this strategy (comma list allowed); default all of the run."})
+    hub_model_id: str = field(metadata={"help": "Repo id USER/NAME; a run with several models goes to NAME-<model>."})
+    only: str | None = field(default=None, metadata={"help": "Publish only these models of the run (comma list of strategies / cell types)."})
     hub_private: bool = field(default=False, metadata={"help": "Create the repos private."})
     hub_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
-    card_only: bool = field(default=False, metadata={"help": "Write each strategy's model card to <output_dir>/<strategy>/README.md; upload nothing."})
+    card_only: bool = field(default=False, metadata={"help": "Write each repo's model card next to its files (README.md); upload nothing."})
 
     def __post_init__(self):
         check_repo_id(self.hub_model_id)
@@ -38,23 +39,20 @@ class PushArguments:
 
 def main(argv: list[str] | None = None) -> dict[str, str]:
     (args,) = parse_args((PushArguments,), argv, positional=("output_dir",))
-    from hfdl.transfer import _finished, model_card, push_run
+    from hfdl.publish import plans, push_run
 
-    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()] if args.strategy else None
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     if args.card_only:
-        all_results, _ = _finished(__import__("pathlib").Path(args.output_dir))
-        chosen = strategies or list(all_results)
-        ids = strategy_repo_ids(args.hub_model_id, chosen)
-        paths = {}
-        for s in chosen:
-            path = os.path.join(args.output_dir, s, "README.md")
-            model_card(args.output_dir, s, ids[s]).save(path)
-            paths[s] = path
-            print(f"{s}: card for {ids[s]} written to {path}")
-        return paths
-    urls = push_run(args.output_dir, args.hub_model_id, strategies, private=args.hub_private, revision=args.hub_revision)
-    for s, url in urls.items():
-        print(f"pushed {s}: {url}")
+        written = {}
+        for name, plan in plans(args.output_dir, args.hub_model_id, only).items():
+            path = plan.files["model.safetensors"].parent / "README.md"
+            plan.card.save(str(path))
+            written[name] = str(path)
+            print(f"{name}: card for {plan.repo_id} written to {path}")
+        return written
+    urls = push_run(args.output_dir, args.hub_model_id, only, private=args.hub_private, revision=args.hub_revision)
+    for name, url in urls.items():
+        print(f"pushed {name}: {url}")
     return urls
 
 

@@ -17,7 +17,8 @@ from huggingface_hub import ModelCard
 
 from hfdl import hub
 from hfdl.errors import HfdlError
-from hfdl.transfer import base_model_id, model_card, push_run, repo_files
+from hfdl.models.classifier import base_model_id
+from hfdl.publish import model_card, push_run, repo_files
 
 NO_TOKEN = {"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": ""}
 hub_client, olah_hub, write_endpoint = hub_servers.hub_client, hub_servers.olah_hub, hub_servers.write_endpoint
@@ -110,7 +111,7 @@ def test_card_only_writes_readme_and_uploads_nothing(compare_run, tmp_path, monk
     import push_to_hub
 
     out, _ = compare_run
-    paths = push_to_hub.main([str(out), "--hub_model_id", "me/tiny", "--strategy", "feature", "--card_only"])
+    paths = push_to_hub.main([str(out), "--hub_model_id", "me/tiny", "--only", "feature", "--card_only"])
     assert list(paths) == ["feature"]
     card = ModelCard.load(paths["feature"])
     assert card.data.to_dict()["model-index"][0]["name"] == "tiny"  # one strategy: the id itself
@@ -168,7 +169,7 @@ def test_push_uploads_exactly_the_repo_files_and_the_card(compare_run, write_end
     [
         ("401", r"the Hub rejected the token \(401\).*hf auth login"),
         ("403", r"no write access to someone-else/tiny \(403\).*your own namespace"),
-        ("500", r"the Hub answered 500 while trying to push hfdl-tester/tiny.*python scripts/push_to_hub.py"),
+        ("500", r"the Hub answered 500 while trying to push hfdl-tester/tiny.*python scripts/push_to_hub.py .* --hub_model_id hfdl-tester/tiny`"),
         ("refused", r"cannot reach the Hub at http://127.0.0.1:\d+ \(ConnectError\).*retry with `python scripts/push_to_hub.py"),
     ],
 )

@@ -42,6 +42,20 @@ def resolve_model_source(model_name_or_path: str) -> tuple[str, str]:
     )
 
 
+def base_model_id(model_name_or_path: str) -> str | None:
+    """The Hub id of the pretrained weights a run starts from (None for a local folder of unknown origin)."""
+    kind, name = resolve_model_source(model_name_or_path)
+    if kind == "offline":
+        return assets.BACKBONES[name].hub_equivalent
+    if kind == "hub":
+        return name
+    if kind == "timm":
+        cfg = timm.models.get_pretrained_cfg(name)
+        return getattr(cfg, "hf_hub_id", None) or None
+    base = json.loads((Path(name) / "config.json").read_text()).get("hfdl", {}).get("base_model")
+    return base_model_id(base) if base and base != model_name_or_path and not os.path.isdir(base) else None
+
+
 def create_classifier(
     model_name_or_path: str,
     num_classes: int,

@@ -1,0 +1,293 @@
+"""Publishing finished runs: per task, which files form the Hub repo and how its card is filled.
+
+Adding a task = a Jinja template in `model_cards/` plus a `<task>_repo(out_dir, repo_id) -> (files, card)`
+function here; `hfdl.hub` stages, pushes and maps errors. `push_run` picks the task from `run_config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hfdl import assets
+from hfdl.errors import HfdlError
+
+# --------------------------------------------------------------------------------------------------
+# Publishing: one Hub repo per strategy, timm layout, a card with every result in model-index
+# --------------------------------------------------------------------------------------------------
+
+STRATEGY_DESCRIPTIONS = {
+    "feature": "the pretrained backbone stays frozen (BatchNorm statistics untouched) and only a new {head} head is trained, "
+    "on features computed once per image with the evaluation transform and cached.",
+    "finetune": "the whole network (or its last stages, see `unfreeze`) is trained from the pretrained weights, the backbone at a lower learning rate.",
+    "scratch": "the same architecture trained from random initialisation: the baseline that shows what pretraining buys.",
+}
+
+
+def _finished(out: Path) -> tuple[dict, dict]:
+    res, cfg = out / "all_results.json", out / "run_config.json"
+    if not res.is_file() or not cfg.is_file():
+        raise HfdlError(f"{out} is not a finished hfdl run (no all_results.json / run_config.json): finish training first, or pass the run's --output_dir")
+    return json.loads(res.read_text()), json.loads(cfg.read_text())
+
+
+def _dataset_ref(run_config: dict) -> dict:
+    d = run_config["data_args"]
+    name = d.get("dataset_name")
+    if name in assets.DATASETS:
+        a = assets.DATASETS[name]
+        short = a.description.split(":")[0]
+        link = f"[{a.hub_equivalent}](https://huggingface.co/datasets/{a.hub_equivalent})"
+        return {"type": a.hub_equivalent, "name": short, "title": f"{short} ({link})", "about": f"{a.description}; read offline from {a.source}", "hub": a.hub_equivalent}  # fmt: skip
+    if name and not os.path.exists(name):
+        link = f"[{name}](https://huggingface.co/datasets/{name})"
+        return {"type": name, "name": name, "title": f"the Hub dataset {link}", "about": f"the Hub dataset {link}", "hub": name, "config": d.get("dataset_config_name")}  # fmt: skip
+    folder = Path(name or d.get("train_dir") or "images").name
+    return {"type": "imagefolder", "name": folder, "title": f"a local image folder `{folder}`", "about": f"a local image folder `{folder}`", "hub": None}
+
+
+def model_card(out_dir: str | Path, strategy: str, repo_id: str):
+    """Render the image-classification card of one strategy of a finished run."""
+    from huggingface_hub import ModelCardData
+
+    from hfdl import hub
+
+    out = Path(out_dir)
+    all_results, rc = _finished(out)
+    if strategy not in all_results:
+        raise HfdlError(f"strategy '{strategy}' is not in {out}/all_results.json (it has {', '.join(all_results)}): pick one of those")
+    r = all_results[strategy]
+    m, d, t, data, env = rc["model_args"], rc["data_args"], rc["training_args"], rc["data"], rc["environment"]
+    config = json.loads((out / strategy / "config.json").read_text())
+    ds = _dataset_ref(rc)
+    arch = config["architecture"]
+    base = rc.get("base_model") if strategy != "scratch" else None
+    license_ = config.get("pretrained_cfg", {}).get("license") or "apache-2.0"
+    results = hub.eval_results(
+        r, task_type="image-classification", dataset_type=ds["type"], dataset_name=ds["name"],
+        dataset_split=data["eval_split"], dataset_revision=data["eval_fingerprint"], dataset_config=ds.get("config"),
+    )  # fmt: skip
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        library_name="timm",
+        license=license_,
+        base_model=base,
+        datasets=[ds["hub"]] if ds["hub"] else None,
+        tags=["image-classification", "timm", "hfdl", "transfer-learning", f"strategy-{strategy}"],
+        pipeline_tag="image-classification",
+        metrics=["accuracy", "f1"],
+        eval_results=results,
+    )
+    head = config.get("hfdl_head", "linear")
+    origin = f"ImageNet-pretrained `{arch}` ([{base}](https://huggingface.co/{base}))" if base else f"`{arch}` (random initialisation)"
+    summary = (
+        f"An image classifier for {len(config['label_names'])} classes of {ds['title']}: {origin}, "
+        f"trained with the **{strategy}** strategy. Accuracy {r['eval_accuracy']:.4f}, macro-F1 {r['eval_f1_macro']:.4f} "
+        f"on {r.get('eval_samples', '?')} held-out `{data['eval_split']}` images."
+    )
+    metric_rows = [{"metric": hub.METRIC_NAMES[k][1], "value": round(r[k], 4)} for k in ("eval_accuracy", "eval_f1_macro", "eval_top5", "eval_loss") if k in r]
+    cmp_md = None
+    if len(all_results) > 1:
+        from hfdl.report import comparison_table
+
+        cmp_md = comparison_table(all_results)
+    if strategy == "feature":
+        hp = {"head": head, "head epochs": m["head_epochs"], "head learning rate": m["head_learning_rate"], "head weight decay": m["head_weight_decay"]}
+    else:
+        hp = {"epochs": t["num_train_epochs"], "learning rate": t["learning_rate"], "weight decay": t["weight_decay"]}
+        if strategy == "finetune":
+            hp |= {"backbone lr scale": m["backbone_lr_scale"], "unfrozen stages": m["unfreeze"] if m["unfreeze"] is not None else "all"}
+    hp |= {
+        "batch size (per device)": t["per_device_train_batch_size"],
+        "gradient accumulation": t["gradient_accumulation_steps"],
+        "optimizer": "AdamW (no weight decay on norms and biases)",
+        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}",
+        "max grad norm": t["max_grad_norm"],
+        "mixed precision": t["mixed_precision"] or "no",
+        "image size": d["image_size"],
+    }
+    aug = [f"horizontal flip p={d['hflip']}" if d["hflip"] else None, f"random-resized-crop scale [{d['scale_min']}, 1]" if d["scale_min"] < 1 else None,
+           f"rotation ±{d['rotation']}°" if d["rotation"] else None, f"translation {d['translate']}" if d["translate"] else None,
+           f"gaussian noise σ={d['gaussian_noise']}" if d["gaussian_noise"] else None, f"RandAugment `{d['auto_augment']}`" if d["auto_augment"] else None]  # fmt: skip
+    aug_text = ", ".join(a for a in aug if a) or "none"
+    if strategy == "feature":
+        aug_text = "none (features are cached from the deterministic evaluation transform)"
+    pc = config.get("pretrained_cfg", {})
+    if head == "linear":
+        intro = "The repository is in timm's layout, so timm alone loads it, label names included:"
+        load = f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()\nlabels = model.pretrained_cfg["label_names"]'
+        imports = "import timm\nimport torch\nfrom PIL import Image"
+    else:
+        intro = f"The classifier head is an MLP ({head}), which timm's `create_model` does not build; load it with hfdl:"
+        load = f'model = load_classifier(pull("{repo_id}")).eval()\nlabels = model.pretrained_cfg["label_names"]'
+        imports = "import timm\nimport torch\nfrom PIL import Image\n\nfrom hfdl.hub import pull\nfrom hfdl.models.classifier import load_classifier"
+    code = (
+        f"{imports}\n\n{load}\ntransform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))\n\n"
+        'image = Image.open("image.png").convert("RGB")\nwith torch.inference_mode():\n'
+        "    probs = model(transform(image).unsqueeze(0)).softmax(-1)[0]\n"
+        "for p, i in zip(*probs.topk(min(3, len(labels)))):\n"
+        '    print(f"{labels[i]}: {p:.3f}")'
+    )
+    limitations = [
+        f"Evaluated on {r.get('eval_samples', '?')} images of one dataset ({ds['name']}); expect lower accuracy on images "
+        "that look different (other cameras, backgrounds, lighting, sizes). Measure it on your own data before relying on it.",
+        f"It always answers with one of its {config['num_classes']} classes, even for an image of something else, "
+        "and its softmax scores are not calibrated probabilities.",
+        f"Inputs are resized to {d['image_size']} px; small details that need a higher resolution are lost.",
+        f"A baseline: {'the head trained for' if strategy == 'feature' else 'trained for'} {r.get('epochs', '?')} epochs on "
+        f"{r.get('train_samples', '?')} images on {env.get('cpu_count', '?')} CPU cores{' and a GPU' if env.get('cuda') else ''}, not a tuned model.",
+    ]
+    if ds["type"] == "zalando-datasets/fashion_mnist":
+        limitations.append(
+            "Fashion-MNIST images are 28x28 grayscale product shots on a black background, upscaled here: the model has not seen photos of worn clothing."
+        )
+    if strategy == "feature":
+        limitations.append(f"The backbone is frozen: the model is only as good as {arch}'s ImageNet features are for this domain.")
+    if strategy == "scratch":
+        limitations.append("No pretraining: this model exists to show what pretraining buys; use a feature or finetune model instead.")
+    prov_rows = [{"asset": a["name"], "from": a.get("package") or a.get("source"), "origin": a.get("origin") or a.get("description"),
+                  "license": a["license"], "Hub equivalent": a.get("hub_equivalent")} for a in rc.get("offline_assets", [])]  # fmt: skip
+    provenance = (
+        "Offline assets used by this run (hfdl reads package-shipped files when there is no internet):\n\n" + hub.markdown_table(prov_rows)
+        if prov_rows
+        else "No offline assets: weights and data came from the Hugging Face Hub or local files as named above."
+    )
+    provenance += f"\n\nThis model's weights are released under the license of its base weights: `{license_}`."
+    versions = {k: v for k, v in env.items() if k in ("python", "torch", "torchvision", "timm", "transformers", "datasets", "accelerate")}
+    card = hub.render_card(
+        "image_classification",
+        card_data,
+        model_name=repo_id.split("/")[-1],
+        summary=summary,
+        strategy=strategy,
+        strategy_description=STRATEGY_DESCRIPTIONS[strategy].format(head=head),
+        num_classes=config["num_classes"],
+        label_list=", ".join(f"`{n}`" for n in config["label_names"]),
+        eval_split=data["eval_split"],
+        dataset_title=ds["title"],
+        eval_samples=r.get("eval_samples", "?"),
+        train_samples=r.get("train_samples", "?"),
+        metrics_table=hub.markdown_table(metric_rows),
+        comparison_table=cmp_md,
+        comparison_png=(out / "comparison.png").is_file(),
+        data_description=f"{ds['about']}.",
+        feature_note=(
+            f"Feature extraction (frozen backbone over train and evaluation images, once): {r['feature_extraction_seconds']:.1f} s"
+            + (" (features read from the cache of an earlier run)" if r.get("feature_cache_hit") else "")
+            + "."
+            if "feature_extraction_seconds" in r
+            else None
+        ),
+        train_fingerprint=data["train_fingerprint"],
+        eval_fingerprint=data["eval_fingerprint"],
+        image_size=d["image_size"],
+        preprocessing=f"{pc.get('interpolation', '?')} resize, crop_pct {pc.get('crop_pct', '?')}, mean {pc.get('mean')}, std {pc.get('std')}",
+        augmentation=aug_text,
+        command=rc["command"],
+        hyperparameters_table=hub.markdown_table([{"hyperparameter": k, "value": v} for k, v in hp.items()]),
+        seed=t["seed"],
+        hardware=_hardware(env),
+        wall_time=f"{r['wall_seconds']:.0f} s",
+        throughput=f"{r['train_samples_per_second']:.1f} samples/s",
+        trainable_params=f"{r['trainable_params']:,}",
+        total_params=f"{r['total_params']:,}",
+        versions_table=hub.markdown_table([{"library": k, "version": v} for k, v in versions.items()]),
+        how_to_use_intro=intro,
+        how_to_use_code=code,
+        limitations=limitations,
+        provenance=provenance,
+    )
+    return card
+
+
+def _hardware(env: dict) -> str:
+    dev = f"GPU {env['cuda']}" if env.get("cuda") else f"CPU only, {env.get('torch_threads', '?')} torch threads"
+    return f"{env.get('cpu_count', '?')} CPU cores, {dev} ({env.get('platform', '?')})"
+
+
+def repo_files(out_dir: str | Path, strategy: str) -> dict[str, Path]:
+    """What a strategy's repo holds: its timm folder (no checkpoints) plus the run's results and comparison."""
+    out = Path(out_dir)
+    files = {p.name: p for p in sorted((out / strategy).iterdir()) if p.is_file() and not p.name.endswith(".tmp") and p.name != "README.md"}
+    for name in ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png"):
+        if (out / name).is_file():
+            files[name] = out / name
+    for need in ("config.json", "model.safetensors"):
+        if need not in files:
+            raise HfdlError(f"{out / strategy} has no {need}: the '{strategy}' run did not finish; finish it with --resume_from_checkpoint latest")
+    return files
+
+
+@dataclass
+class RepoPlan:
+    """One Hub repo of a finished run: its id, its files (repo path -> local file), card and commit message."""
+
+    repo_id: str
+    files: dict[str, Path]
+    card: object
+    commit_message: str
+    commit_description: str
+
+
+def _pick(available: list[str], only: list[str] | None, what: str, out: Path) -> list[str]:
+    chosen = only or available
+    unknown = [s for s in chosen if s not in available]
+    if unknown:
+        raise HfdlError(f"{what} {unknown} is not in {out}/all_results.json (it has {', '.join(available)}): pick from those")
+    return chosen
+
+
+def classifier_plans(out: Path, hub_model_id: str, only: list[str] | None = None) -> dict[str, RepoPlan]:
+    """Image classification: one repo per strategy (`<id>-<strategy>` when several)."""
+    from hfdl import hub
+
+    all_results, _ = _finished(out)
+    strategies = _pick(list(all_results), only, "strategy", out)
+    ids = hub.strategy_repo_ids(hub_model_id, strategies)
+    return {
+        s: RepoPlan(
+            ids[s],
+            repo_files(out, s),
+            model_card(out, s, ids[s]),
+            f"hfdl finetune: {s} model, eval accuracy {all_results[s]['eval_accuracy']:.4f}",
+            f"Uploaded by hfdl from {out.name}/{s}: timm weights + config, results, run config and model card.",
+        )  # fmt: skip
+        for s in strategies
+    }
+
+
+# task (run_config.json "task") -> plans(out_dir, hub_model_id, only) -> {name: RepoPlan}
+TASKS = {"image-classification": classifier_plans}
+
+
+def plans(out_dir: str | Path, hub_model_id: str, only: list[str] | None = None) -> dict[str, RepoPlan]:
+    """Every repo a finished run publishes, cards rendered (so a bad card fails before any upload)."""
+    from hfdl import hub
+
+    out = Path(out_dir)
+    hub.check_repo_id(hub_model_id)
+    _, rc = _finished(out)
+    task = rc.get("task", "image-classification")
+    if task not in TASKS:
+        raise HfdlError(f"{out} is a '{task}' run, which hfdl cannot publish yet (known: {', '.join(TASKS)})")
+    return TASKS[task](out, hub_model_id, only)
+
+
+def push_run(out_dir: str | Path, hub_model_id: str, only: list[str] | None = None, private: bool = False, revision: str | None = None) -> dict[str, str]:
+    """Publish a finished run of any task; returns {name: commit URL}. Nothing is uploaded unless every
+    repo's files and card are ready."""
+    from hfdl import hub
+
+    ready = plans(out_dir, hub_model_id, only)
+    hub.require_token()
+    urls = {}
+    for name, plan in ready.items():
+        flag = f" --only {name}" if len(ready) > 1 else ""
+        urls[name] = hub.push_files(
+            plan.files, plan.card, plan.repo_id,
+            commit_message=plan.commit_message, commit_description=plan.commit_description, private=private, revision=revision,
+            retry=f"python scripts/push_to_hub.py {out_dir} --hub_model_id {hub_model_id}{flag}",
+        )  # fmt: skip
+    return urls
