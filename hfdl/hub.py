@@ -154,7 +154,7 @@ METRIC_NAMES = {
     "eval_accuracy": ("accuracy", "Accuracy"),
     "eval_f1_macro": ("f1", "Macro F1"),
     "eval_top5": ("top_5_accuracy", "Top-5 accuracy"),
-    "eval_loss": ("loss", "Cross-entropy loss"),
+    "eval_loss": ("loss", "Loss"),
     "eval_bpc": ("bits_per_character", "Bits per character"),
     "eval_perplexity": ("perplexity", "Perplexity"),
 }
@@ -169,11 +169,13 @@ def eval_results(
     dataset_split: str | None = None,
     dataset_revision: str | None = None,
     dataset_config: str | None = None,
+    names: Mapping[str, tuple[str, str]] | None = None,
 ) -> list:
     """One `EvalResult` per numeric entry of a task's results (all of them: the card hides nothing).
 
     Known evaluation keys get their standard metric type (accuracy, f1, ...); the others (timings, sizes)
-    keep their key as type and name so `model-index` mirrors `all_results.json` one to one.
+    keep their key as type and name so `model-index` mirrors `all_results.json` one to one. `names`
+    overrides (type, display name) per key, e.g. what a task's `eval_loss` is.
     """
     from huggingface_hub import EvalResult
 
@@ -181,7 +183,7 @@ def eval_results(
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        mtype, mname = METRIC_NAMES.get(key, (key, key))
+        mtype, mname = {**METRIC_NAMES, **(names or {})}.get(key, (key, key))
         out.append(
             EvalResult(
                 task_type=task_type,

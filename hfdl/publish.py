@@ -26,6 +26,9 @@ STRATEGY_DESCRIPTIONS = {
 }
 
 
+CLASSIFIER_METRICS = {"eval_loss": ("loss", "Cross-entropy loss")}
+
+
 def _finished(out: Path) -> tuple[dict, dict]:
     res, cfg = out / "all_results.json", out / "run_config.json"
     if not res.is_file() or not cfg.is_file():
@@ -67,7 +70,7 @@ def model_card(out_dir: str | Path, strategy: str, repo_id: str):
     license_ = config.get("pretrained_cfg", {}).get("license") or "apache-2.0"
     results = hub.eval_results(
         r, task_type="image-classification", dataset_type=ds["type"], dataset_name=ds["name"],
-        dataset_split=data["eval_split"], dataset_revision=data["eval_fingerprint"], dataset_config=ds.get("config"),
+        dataset_split=data["eval_split"], dataset_revision=data["eval_fingerprint"], dataset_config=ds.get("config"), names=CLASSIFIER_METRICS,
     )  # fmt: skip
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
@@ -87,7 +90,11 @@ def model_card(out_dir: str | Path, strategy: str, repo_id: str):
         f"trained with the **{strategy}** strategy. Accuracy {r['eval_accuracy']:.4f}, macro-F1 {r['eval_f1_macro']:.4f} "
         f"on {r.get('eval_samples', '?')} held-out `{data['eval_split']}` images."
     )
-    metric_rows = [{"metric": hub.METRIC_NAMES[k][1], "value": round(r[k], 4)} for k in ("eval_accuracy", "eval_f1_macro", "eval_top5", "eval_loss") if k in r]
+    metric_rows = [
+        {"metric": {**hub.METRIC_NAMES, **CLASSIFIER_METRICS}[k][1], "value": round(r[k], 4)}
+        for k in ("eval_accuracy", "eval_f1_macro", "eval_top5", "eval_loss")
+        if k in r
+    ]
     cmp_md = None
     if len(all_results) > 1:
         from hfdl.report import comparison_table
@@ -269,7 +276,7 @@ def plans(out_dir: str | Path, hub_model_id: str, only: list[str] | None = None)
     out = Path(out_dir)
     hub.check_repo_id(hub_model_id)
     _, rc = _finished(out)
-    task = rc.get("task", "image-classification")
+    task = rc.get("task") or ("style-transfer" if "style_args" in rc else "char-lm" if "sampling_args" in rc else "image-classification")
     if task not in TASKS:
         raise HfdlError(f"{out} is a '{task}' run, which hfdl cannot publish yet (known: {', '.join(TASKS)})")
     return TASKS[task](out, hub_model_id, only)
@@ -291,3 +298,132 @@ def push_run(out_dir: str | Path, hub_model_id: str, only: list[str] | None = No
             retry=f"python scripts/push_to_hub.py {out_dir} --hub_model_id {hub_model_id}{flag}",
         )  # fmt: skip
     return urls
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast style transfer (train_style.py): one repo, PyTorchModelHubMixin layout + style image + sample
+# --------------------------------------------------------------------------------------------------
+
+
+def style_plans(out: Path, hub_model_id: str, only: list[str] | None = None) -> dict[str, RepoPlan]:
+    from huggingface_hub import ModelCardData
+
+    from hfdl import hub
+
+    r, rc = _finished(out)
+    sa, t, env = rc["style_args"], rc["training_args"], rc["environment"]
+    files = _folder_files(out)
+    style_file = r.get("style_image") or "style.png"
+    for need in ("config.json", "model.safetensors", style_file, "sample.png"):
+        if need not in files:
+            raise HfdlError(f"{out} has no {need}: the style run did not finish; train it again with train_style.py")
+    content = rc.get("content_source") or r.get("content_source", "content images")
+    offline = [a for a in rc.get("offline_assets", []) if a]
+    hub_content = sa.get("dataset_name") if sa.get("dataset_name") and sa["dataset_name"] != "photos" and not os.path.exists(sa["dataset_name"]) else None
+    losses = ("loss", "content_loss", "style_loss", "tv_loss")
+    rows = [{"loss": k.replace("_", " "), "untrained": r.get(f"initial_eval_{k}"), "trained": r.get(f"eval_{k}")} for k in losses if f"eval_{k}" in r]
+    name = hub_model_id.split("/")[-1]
+    card_data = ModelCardData(
+        model_name=name,
+        library_name="pytorch",
+        license="apache-2.0",
+        datasets=[hub_content] if hub_content else None,
+        tags=["style-transfer", "image-to-image", "hfdl", "pytorch_model_hub_mixin", "model_hub_mixin", "fast-neural-style"],
+        pipeline_tag="image-to-image",
+        eval_results=hub.eval_results(
+            r,
+            task_type="image-to-image",
+            dataset_type=hub_content or "content-crops",
+            dataset_name=content,
+            dataset_split="train (center crops)",
+            names={"eval_loss": ("loss", "Perceptual loss (weighted sum)")},
+        ),
+    )
+    code = (
+        "from hfdl.models.style import TransformerNet, image_to_tensor, open_image, tensor_to_image\n\n"
+        f'net = TransformerNet.from_pretrained("{hub_model_id}").eval()\n'
+        'photo = image_to_tensor(open_image("photo.jpg"), 512)  # (1, 3, H, W) in [0, 1], longer side 512 px\n'
+        'tensor_to_image(net.stylize(photo, strength=1.0, preserve_colour=False)).save("stylised.png")'
+    )
+    hp = {
+        "image size (training crops)": sa["image_size"], "style image size": sa.get("style_size") or sa["image_size"],
+        "crops per epoch": sa["samples_per_epoch"], "steps": r["steps"], "batch size": t["per_device_train_batch_size"],
+        "learning rate": t["learning_rate"], "optimizer": "AdamW", "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}",
+        "max grad norm": t["max_grad_norm"], "base channels": sa["base_channels"], "residual blocks": sa["num_residual_blocks"],
+    }  # fmt: skip
+    provenance = _provenance(offline) + (
+        f"\n\nThe style image (`{style_file}`) is the one the user trained with; its rights stay with its author. "
+        "The network weights are released under apache-2.0."
+    )
+    card = hub.render_card(
+        "style_transfer",
+        card_data,
+        model_name=name,
+        summary=(
+            f"A fast neural style transfer network (Johnson et al., 2016) for one style, shown below: one forward pass "
+            f"stylises a photo of any size. Trained with hfdl's `train_style.py` for {r['steps']} steps on {content}."
+        ),
+        style_file=style_file,
+        feature_net=r.get("feature_net", sa["feature_net"]),
+        eval_description="fixed centre crops of the content images",
+        loss_table=hub.markdown_table(rows),
+        content_weight=r["content_weight"],
+        style_weight=r["style_weight"],
+        tv_weight=r["tv_weight"],
+        content_layer=r["content_layer"],
+        style_layers=", ".join(f"`{x}`" for x in r["style_layers"]),
+        data_description=f"Content: {content}, as random {sa['image_size']} px crops with horizontal flips. Style: `{style_file}`.",
+        command=rc["command"],
+        hyperparameters_table=hub.markdown_table([{"hyperparameter": k, "value": v} for k, v in hp.items()]),
+        seed=rc.get("seed", t["seed"]),
+        hardware=_hardware(env),
+        train_time=f"{r['train_seconds']:.0f} s",
+        steps=r["steps"],
+        throughput=f"{r['train_images_per_second']:.2f} crops/s",
+        sample_time=f"{r.get('sample_seconds', 0):.2f} s",
+        num_parameters=f"{r['num_parameters']:,}",
+        num_residual_blocks=sa["num_residual_blocks"],
+        versions_table=_versions(env),
+        how_to_use_code=code,
+        limitations=[
+            f"One style per network, learned from {r['steps']} steps at {sa['image_size']} px: textures are coarser than Gatys optimisation, "
+            "and much larger inputs show the style at a smaller scale than during training.",
+            f"Trained on {content}; photos far from those (night scenes, line art, faces in close-up) stylise less evenly.",
+            "Instance normalisation makes the output depend on the whole image: tiles of a large image stylised separately will not match at the seams.",
+        ],
+        provenance=provenance,
+    )
+    msg = f"hfdl train_style: style network, {r['steps']} steps, final loss {r.get('eval_loss', float('nan')):.4g}"
+    return {
+        "style": RepoPlan(hub_model_id, files, card, msg, f"Uploaded by hfdl from {out.name}: weights, config, style image, sample, results, run config, card.")
+    }
+
+
+def _folder_files(folder: Path) -> dict[str, Path]:
+    """A model folder's top-level files (checkpoint folders, partial writes and an old card left out)."""
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.endswith(".tmp") and p.name != "README.md"}
+
+
+def _provenance(offline: list[dict]) -> str:
+    if not offline:
+        return "No offline assets: weights and data came from the Hugging Face Hub or local files as named above."
+    rows = [
+        {"asset": a.get("name"), "from": a.get("package") or a.get("source") or ", ".join(a.get("debian_packages", [])),
+         "origin": a.get("origin") or a.get("description"), "license": a.get("license")}
+        for a in offline
+    ]  # fmt: skip
+    return "Offline assets used by this run (hfdl reads package-shipped files when there is no internet):\n\n" + _table(rows)
+
+
+def _table(rows):
+    from hfdl import hub
+
+    return hub.markdown_table(rows)
+
+
+def _versions(env: dict) -> str:
+    keep = ("python", "torch", "torchvision", "timm", "transformers", "tokenizers", "datasets", "accelerate", "huggingface_hub")
+    return _table([{"library": k, "version": v} for k, v in env.items() if k in keep])
+
+
+TASKS["style-transfer"] = style_plans

@@ -37,7 +37,7 @@ def test_card_model_index_equals_all_results(compare_run, tmp_path, strategy):
     results = json.loads((out / "all_results.json").read_text())[strategy]
     numeric = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     index = _model_index(card)
-    renamed = {hub.METRIC_NAMES.get(k, (k,))[0]: v for k, v in numeric.items()}
+    renamed = {hub.METRIC_NAMES.get(k, (k,))[0]: v for k, v in numeric.items()}  # eval_accuracy -> accuracy, ...
     assert index == pytest.approx(renamed) and len(index) == len(numeric) >= 12
     r0 = card.data.eval_results[0]
     assert r0.task_type == "image-classification" and r0.dataset_type == "imagefolder" and r0.dataset_split == "validation"
@@ -230,3 +230,68 @@ def test_pull_of_a_missing_repo_is_one_line(olah_hub, monkeypatch, hub_client):
     monkeypatch.setattr(constants, "ENDPOINT", olah_hub.endpoint)
     with pytest.raises(HfdlError, match=r"hfdl-tester/absent was not found on http://127.0.0.1:\d+"):
         hub.pull("hfdl-tester/absent")
+
+
+# --------------------------------------------------------------------------------------------------
+# Other tasks publish through the same module: the fast style network (PyTorchModelHubMixin layout)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def style_run(tmp_path_factory):
+    from PIL import Image
+    from skimage import data
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import train_style
+
+    root = tmp_path_factory.mktemp("style_pub")
+    style = root / "style.png"
+    Image.fromarray(data.immunohistochemistry()).resize((48, 48)).save(style)
+    out = root / "run"
+    argv = [
+        "--style_image", str(style), "--output_dir", str(out), "--image_size", "32", "--samples_per_epoch", "8",
+        "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--base_channels", "8", "--num_residual_blocks", "1",
+        "--max_train_samples", "2", "--sample_size", "40", "--style_layers", "relu1_2,relu2_2",
+    ]  # fmt: skip
+    return out, train_style.main(argv)
+
+
+def test_style_card_and_push(style_run, write_endpoint, hub_client, at):
+    from hfdl.publish import plans
+
+    out, _ = style_run
+    (plan,) = plans(out, "hfdl-tester/tiny-style").values()
+    results = json.loads((out / "all_results.json").read_text())
+    numeric = {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert sorted(_model_index(plan.card).values()) == pytest.approx(sorted(numeric.values()))
+    assert plan.card.data.to_dict()["pipeline_tag"] == "image-to-image" and "![style](style.png)" in plan.card.text
+    assert not any(p in plan.card.text for p in hub.PLACEHOLDERS)
+    at(write_endpoint.endpoint)
+    push_run(out, "hfdl-tester/tiny-style")
+    files = write_endpoint.files("hfdl-tester/tiny-style")
+    assert set(files) == set(plan.files) | {"README.md", ".gitattributes"}
+    assert {"model.safetensors", "config.json", "style.png", "sample.png", "all_results.json", "run_config.json"} <= set(files)
+
+
+def test_style_network_loads_from_the_hub_with_the_cards_snippet(style_run, olah_hub, tmp_path):
+    """Published to olah, the card's snippet (TransformerNet.from_pretrained, strict) gives the local network's output."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from hfdl.models import style as S
+    from hfdl.publish import plans
+
+    out, _ = style_run
+    (plan,) = plans(out, "hfdl-tester/tiny-style").values()
+    with hub.stage(plan.files, plan.card) as staged:
+        olah_hub.publish("hfdl-tester/tiny-style", staged)
+    Image.fromarray(data.coffee()).resize((60, 40)).save(tmp_path / "photo.jpg")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": olah_hub.endpoint, **NO_TOKEN}
+    code = re.search(r"```python\n(.*?)```", plan.card.text, re.S).group(1).replace("512", "64")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    local = S.TransformerNet.from_pretrained(out).eval()
+    want = S.tensor_to_image(local.stylize(S.image_to_tensor(S.open_image(tmp_path / "photo.jpg"), 64)))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "stylised.png")), np.asarray(want))
