@@ -427,3 +427,166 @@ def _versions(env: dict) -> str:
 
 
 TASKS["style-transfer"] = style_plans
+
+
+# --------------------------------------------------------------------------------------------------
+# Character-level RNN / LSTM / GRU (train_char_lm.py): transformers layout with the model code + tokenizer
+# --------------------------------------------------------------------------------------------------
+
+CHAR_LM_METRICS = {"eval_loss": ("loss", "Cross-entropy (nats/char)"), "best_eval_bpc": ("best_bits_per_character", "Best bits per character")}
+
+
+def char_lm_plans(out: Path, hub_model_id: str, only: list[str] | None = None) -> dict[str, RepoPlan]:
+    """One repo per cell type (`<id>-<type>` under --compare), each a transformers folder."""
+    from hfdl import hub
+
+    all_results, rc = _finished(out)
+    compared = bool(rc["model_args"].get("compare"))
+    per_type = all_results if compared else {all_results["model_type"]: all_results}
+    types = _pick(list(per_type), only, "cell type", out)
+    ids = hub.strategy_repo_ids(hub_model_id, types)
+    result = {}
+    for t in types:
+        folder = out / t if compared else out
+        files = _folder_files(folder)
+        for name in ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png"):
+            if (out / name).is_file():
+                files.setdefault(name, out / name)
+        for need in ("config.json", "model.safetensors", "tokenizer.json"):
+            if need not in files:
+                raise HfdlError(f"{folder} has no {need}: the '{t}' run did not finish; finish it with --resume_from_checkpoint latest")
+        r = per_type[t]
+        msg = f"hfdl train_char_lm: {t}, validation {r['eval_bpc']:.4f} bits/char"
+        result[t] = RepoPlan(
+            ids[t],
+            files,
+            char_lm_card(out, folder, t, r, rc, ids[t]),
+            msg,
+            f"Uploaded by hfdl from {out.name}: weights, model code, tokenizer, samples, results, card.",
+        )
+    return result
+
+
+def char_lm_card(out: Path, folder: Path, cell: str, r: dict, rc: dict, repo_id: str):
+    from huggingface_hub import ModelCardData
+
+    from hfdl import hub
+
+    m, d, s, t, env, data = rc["model_args"], rc["data_args"], rc["sampling_args"], rc["training_args"], rc["environment"], rc["data"]
+    cfg = json.loads((folder / "config.json").read_text())
+    offline = rc.get("offline_assets", [])
+    if d.get("corpus"):
+        from hfdl.assets import CORPORA
+
+        a = CORPORA[d["corpus"]]
+        ds_type, ds_name, ds_hub, about = f"hfdl-offline/{a.name}", a.description.split(" (")[0], None, f"{a.origin}: {a.description}."
+        ds_name = f"{a.name}: {ds_name}"
+    elif d.get("dataset_name") and not os.path.exists(d["dataset_name"]):
+        ds_type = ds_name = ds_hub = d["dataset_name"]
+        about = f"The Hub dataset [{ds_hub}](https://huggingface.co/datasets/{ds_hub}), text column `{d.get('text_column') or 'text'}`."
+    else:
+        src = Path(d.get("train_file") or d.get("dataset_name") or "text").name
+        ds_type, ds_name, ds_hub, about = "text", src, None, f"A local UTF-8 text file `{src}` ({data['source']})."
+    layers, hidden = cfg.get("num_layers", m["num_layers"]), cfg.get("hidden_size", m["hidden_size"])
+    names = {"rnn": "vanilla RNN (tanh)", "lstm": "LSTM", "gru": "GRU"}
+    arch = f"{layers}-layer {names.get(cell, cell)}, {hidden} units, {cfg.get('embedding_dim', m['embedding_dim'])}-dim character embeddings"
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        library_name="transformers",
+        license="apache-2.0",
+        datasets=[ds_hub] if ds_hub else None,
+        tags=["text-generation", "character-level", cell, "rnn", "hfdl", "custom_code"],
+        pipeline_tag="text-generation",
+        metrics=["perplexity", "bits_per_character"],
+        eval_results=hub.eval_results(
+            {k: v for k, v in r.items() if k != "model_type"}, task_type="text-generation", dataset_type=ds_type, dataset_name=ds_name,
+            dataset_split="validation", dataset_revision=data.get("fingerprint"), names=CHAR_LM_METRICS,
+        ),
+    )  # fmt: skip
+    rows = [
+        {"metric": "bits per character", "value": round(r["eval_bpc"], 4)},
+        {"metric": "cross-entropy (nats/char)", "value": round(r["eval_loss"], 4)},
+        {"metric": "perplexity (per character)", "value": round(r["eval_perplexity"], 3)},
+        {"metric": "best bits per character during training", "value": round(r["best_eval_bpc"], 4)},
+        {"metric": "parameters", "value": f"{r['num_params']:,}"},
+        {"metric": "training throughput (chars/s)", "value": f"{r['train_chars_per_second']:,.0f}"},
+        {"metric": "generation speed (chars/s, batch 1)", "value": f"{r['generation_chars_per_second']:,.0f}"},
+    ]
+    comparison = None
+    if (out / "comparison.md").is_file() and rc["model_args"].get("compare"):
+        text = (out / "comparison.md").read_text(encoding="utf-8")
+        body = text.split("\n", 1)[1] if text.startswith("# ") else text
+        comparison = body.split("## Samples")[0].strip()
+    samples_file = folder / "samples.json"
+    finals = json.loads(samples_file.read_text(encoding="utf-8")).get("final", []) if samples_file.is_file() else []
+    samples = [{"prompt_repr": repr(x["prompt"])[1:-1], "temperature": x["temperature"], "text": x["text"].strip("\n")[:500]} for x in finals[:3]]
+    if not samples:
+        samples = [{"prompt_repr": repr(s["sample_prompt"])[1:-1], "temperature": s["temperature"], "text": r["sample"].strip("\n")[:500]}]
+    prompt = s.get("sample_prompt") or "The "
+    hp = {
+        "cell": names.get(cell, cell), "layers": layers, "hidden size": hidden, "embedding dim": m["embedding_dim"], "dropout": m["dropout"],
+        "tied embeddings": m["tie_weights"], "BPTT length": m["seq_len"], "parallel streams (batch)": t["per_device_train_batch_size"],
+        "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
+        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
+        "epochs (planned)": t["num_train_epochs"], "max steps": m.get("max_steps") or t.get("max_train_steps"),
+        "time budget (min)": t.get("time_budget_minutes"),
+    }  # fmt: skip
+    budget = ", stopped by the time budget" if r.get("stopped_by_time_budget") else ""
+    code = (
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)  # a plain char tokenizer; the flag only silences the prompt\n'
+        f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", trust_remote_code=True).eval()\n'
+        f'ids = tokenizer({prompt!r}, return_tensors="pt", add_special_tokens=False)["input_ids"]\n'
+        f"out = model.generate(ids, max_new_tokens=200, do_sample=True, temperature={s['temperature'] or 0.8}, top_k={s.get('top_k') or 0})\n"
+        "print(tokenizer.decode(out[0]))"
+    )
+    hfdl_code = (
+        "from hfdl.models.char_lm import load_char_lm\n\n"
+        f'generator = load_char_lm("{repo_id}")\n'
+        f"print(generator.generate({prompt!r}, 200, temperature={s['temperature']}, seed=0))"
+    )
+    return hub.render_card(
+        "char_lm",
+        card_data,
+        model_name=repo_id.split("/")[-1],
+        summary=(
+            f"A character-level language model: {arch} ({r['num_params']:,} parameters), trained with hfdl's `train_char_lm.py` on {ds_name}. "
+            f"Validation: **{r['eval_bpc']:.4f} bits per character** ({r['eval_loss']:.4f} nats/char, perplexity {r['eval_perplexity']:.3f})."
+        ),
+        validation_chars=f"{data['validation_chars']:,}",
+        split=data["split"],
+        metrics_table=hub.markdown_table(rows),
+        comparison=comparison,
+        seed=t["seed"],
+        top_k=s.get("top_k") or "off",
+        top_p=s.get("top_p") or "off",
+        samples=samples,
+        data_description=about,
+        train_chars=f"{data['train_chars']:,}",
+        vocab_size=data["vocab_size"],
+        streams=t["per_device_train_batch_size"],
+        seq_len=m["seq_len"],
+        command=rc["command"],
+        hyperparameters_table=hub.markdown_table([{"hyperparameter": k, "value": v} for k, v in hp.items()]),
+        hardware=_hardware(env),
+        train_time=f"{r['train_seconds']:.0f} s",
+        steps=r["completed_steps"],
+        chars_trained=f"{r['chars_trained']:,}",
+        epochs=f"{r['epochs']:.2f}",
+        budget_note=budget,
+        versions_table=_versions(env),
+        how_to_use_code=code,
+        hfdl_code=hfdl_code,
+        limitations=[
+            "It predicts one character at a time from what it saw in training: the text it writes imitates the spelling, punctuation and "
+            "style of the corpus, but it has no knowledge and states nothing reliably.",
+            f"A small baseline ({r['num_params']:,} parameters, {r['train_seconds'] / 60:.1f} min of training on {env.get('cpu_count', '?')} CPU cores"
+            f"{' and a GPU' if env.get('cuda') else ''}); larger models and longer training write far more coherent text.",
+            f"Characters outside its {data['vocab_size']}-symbol vocabulary become `<unk>` (hfdl warns when a prompt has them).",
+            "It reproduces the biases and the language of its training text (for the offline corpora: 19th-century novels or the 1611 Bible).",
+        ],
+        provenance=_provenance(offline) + "\n\nThe model weights are released under apache-2.0.",
+    )
+
+
+TASKS["char-lm"] = char_lm_plans

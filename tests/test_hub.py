@@ -295,3 +295,69 @@ def test_style_network_loads_from_the_hub_with_the_cards_snippet(style_run, olah
     local = S.TransformerNet.from_pretrained(out).eval()
     want = S.tensor_to_image(local.stylize(S.image_to_tensor(S.open_image(tmp_path / "photo.jpg"), 64)))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "stylised.png")), np.asarray(want))
+
+
+# --------------------------------------------------------------------------------------------------
+# Char-level LMs: transformers layout (model code + tokenizer), one repo per cell type under --compare
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def char_lm_run(tmp_path_factory):
+    from test_char_lm import TEXT
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import train_char_lm
+
+    root = tmp_path_factory.mktemp("clm_pub")
+    (root / "tiny.txt").write_text(TEXT * 3, encoding="utf-8")
+    argv = [
+        "--train_file", str(root / "tiny.txt"), "--output_dir", str(root / "run"), "--hidden_size", "16", "--embedding_dim", "8",
+        "--seq_len", "16", "--per_device_train_batch_size", "4", "--num_train_epochs", "1", "--sample_length", "20", "--eval_streams", "2",
+        "--compare", "rnn,gru", "--learning_rate", "1e-2",
+    ]  # fmt: skip
+    return root / "run", train_char_lm.main(argv)
+
+
+def test_char_lm_cards_mirror_all_results_and_push_one_repo_per_cell(char_lm_run, write_endpoint, hub_client, at):
+    from hfdl.publish import plans
+
+    out, results = char_lm_run
+    ready = plans(out, "hfdl-tester/clm")
+    assert {p.repo_id for p in ready.values()} == {"hfdl-tester/clm-rnn", "hfdl-tester/clm-gru"}
+    for cell, plan in ready.items():
+        numeric = {k: v for k, v in results[cell].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        assert sorted(_model_index(plan.card).values()) == pytest.approx(sorted(numeric.values()))
+        d = plan.card.data.to_dict()
+        assert d["library_name"] == "transformers" and d["pipeline_tag"] == "text-generation" and cell in d["tags"]
+        assert "| gru |" in plan.card.text and "| rnn |" in plan.card.text and "4-gram" in plan.card.text  # the comparison
+        assert not any(p in plan.card.text for p in hub.PLACEHOLDERS)
+    at(write_endpoint.endpoint)
+    push_run(out, "hfdl-tester/clm-gru", ["gru"])  # one model of the run: the id as given
+    files = write_endpoint.files("hfdl-tester/clm-gru")
+    assert {"config.json", "model.safetensors", "tokenizer.json", "char_lm.py", "samples.txt", "README.md", "all_results.json"} <= set(files)
+    assert not any(f.startswith(("step_", "epoch_")) for f in files) and "hfdl-tester/clm-rnn" not in write_endpoint.repos
+
+
+def test_char_lm_snippet_runs_in_plain_transformers_from_the_hub(char_lm_run, olah_hub, tmp_path):
+    """Published to a real Hub API and prefetched with pull.py, the card's transformers snippet (greedy, for a
+    deterministic check; remote code from the repo) gives hfdl's own greedy text."""
+    from hfdl.models.char_lm import load_char_lm
+    from hfdl.publish import plans
+
+    out, _ = char_lm_run
+    plan = plans(out, "hfdl-tester/clm-gru", ["gru"])["gru"]
+    with hub.stage(plan.files, plan.card) as staged:
+        olah_hub.publish("hfdl-tester/clm-gru", staged)
+    code = re.search(r"```python\n(.*?)```", plan.card.text, re.S).group(1)
+    code = re.sub(r"do_sample=True, temperature=[\d.]+, top_k=\d+", "do_sample=False", code).replace("max_new_tokens=200", "max_new_tokens=30")
+    assert "do_sample=False" in code
+    env = {**os.environ, "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": olah_hub.endpoint, **NO_TOKEN}
+    # olah does not serve the tree listing AutoTokenizer asks for (chat templates): prefetch, then load offline
+    pulled = subprocess.run([sys.executable, str(REPO / "scripts" / "pull.py"), "hfdl-tester/clm-gru"], env=env, capture_output=True, text=True, timeout=120)
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    prompt = json.loads((out / "run_config.json").read_text())["sampling_args"]["sample_prompt"]
+    assert proc.stdout.rstrip("\n") == load_char_lm(str(out / "gru")).generate(prompt, 30, temperature=0).rstrip("\n")
