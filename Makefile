@@ -22,3 +22,5 @@ lint: setup
 bench: setup
 	$(VENV)/bin/python benchmarks/feature_cache.py
 	$(VENV)/bin/python benchmarks/loop_overhead.py
+	$(VENV)/bin/python benchmarks/char_lm.py
+	$(VENV)/bin/python benchmarks/style.py

