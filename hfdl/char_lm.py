@@ -7,14 +7,11 @@ reset at each epoch start, and checkpointed with the model so a resumed run equa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-import os
-import platform
-import shlex
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,10 +19,11 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from hfdl.cli import command_line
 from hfdl.data.text import UNK_TOKEN, bptt_windows, build_char_tokenizer, encode_text, load_text, split_text
 from hfdl.errors import HfdlError
 from hfdl.models.char_lm import CELL_TYPES, CharGenerator, CharLMConfig, CharLMForCausalLM, check_sampling
-from hfdl.training import PeakMemory, TrainingArguments, list_checkpoints, make_accelerator, tensor_loader, train
+from hfdl.training import PeakMemory, TrainingArguments, environment_info, list_checkpoints, make_accelerator, tensor_loader, train
 
 logger = logging.getLogger(__name__)
 
@@ -174,35 +172,6 @@ def check_output_dir(out: Path, run_dirs: list[Path], args: TrainingArguments) -
         )
 
 
-def environment_info(accelerator: Accelerator) -> dict:
-    import accelerate
-    import tokenizers
-    import transformers
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "accelerate": accelerate.__version__,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "num_processes": accelerator.num_processes,
-        "device": str(accelerator.device),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 @dataclass
 class PreparedText:
     tokenizer: object
@@ -212,6 +181,7 @@ class PreparedText:
     train_chars: int
     val_chars: int
     unknown_in_validation: int
+    fingerprint: str = ""  # sha256 of the whole text (first 16 hex): the dataset revision in model cards
 
 
 def prepare_text(dargs: TextDataArguments, min_train_chars: int) -> PreparedText:
@@ -230,7 +200,8 @@ def prepare_text(dargs: TextDataArguments, min_train_chars: int) -> PreparedText
     vocab = tokenizer.get_vocab()
     train_ids, val_ids = encode_text(train_text, vocab), encode_text(val_text, vocab)
     unknown = int((val_ids == vocab[UNK_TOKEN]).sum())
-    return PreparedText(tokenizer, train_ids, val_ids, source, len(train_text), len(val_text), unknown)
+    fingerprint = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return PreparedText(tokenizer, train_ids, val_ids, source, len(train_text), len(val_text), unknown, fingerprint)
 
 
 def run_one(
@@ -332,13 +303,6 @@ def run_one(
     return results
 
 
-def command_line(argv: list[str] | None) -> str:
-    launched = any(k.startswith("ACCELERATE_") for k in os.environ)
-    script = os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "scripts/train_char_lm.py"
-    args = sys.argv[1:] if argv is None else argv
-    return " ".join(["accelerate launch" if launched else "python", shlex.quote(script), *(shlex.quote(a) for a in args)])
-
-
 def run(cargs: CharLMArguments, dargs: TextDataArguments, sargs: SamplingArguments, targs: TrainingArguments, argv: list[str] | None = None) -> dict:
     """The whole pipeline; returns all_results (flat for one cell type, keyed by cell type under --compare)."""
     t0 = time.perf_counter()
@@ -370,6 +334,7 @@ def run(cargs: CharLMArguments, dargs: TextDataArguments, sargs: SamplingArgumen
             "split": f"contiguous: first {100 - dargs.validation_split_percentage:g}% train, last {dargs.validation_split_percentage:g}% validation",
             "vocab_size": len(data.tokenizer),
             "unknown_in_validation": data.unknown_in_validation,
+            "fingerprint": data.fingerprint,
         },
         "environment": environment_info(accelerator),
     }

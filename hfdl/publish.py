@@ -282,6 +282,30 @@ def plans(out_dir: str | Path, hub_model_id: str, only: list[str] | None = None)
     return TASKS[task](out, hub_model_id, only)
 
 
+def check_before_training(hargs) -> None:
+    """With --push_to_hub, fail on a missing token before any training (the repo id was checked at parse time)."""
+    if hargs is not None and hargs.push_to_hub:
+        from hfdl import hub
+
+        hub.require_token()
+
+
+def push_after_training(hargs, out_dir: str | Path, only: list[str] | None = None) -> dict[str, str]:
+    """With --push_to_hub, publish the finished run from the main process and print each commit URL."""
+    if hargs is None or not hargs.push_to_hub:
+        return {}
+    from accelerate import PartialState
+
+    state = PartialState()
+    urls = {}
+    if state.is_main_process:
+        urls = push_run(out_dir, hargs.hub_model_id, only, private=hargs.hub_private, revision=hargs.hub_revision)
+        for name, url in urls.items():
+            print(f"pushed {name}: {url}")
+    state.wait_for_everyone()
+    return urls
+
+
 def push_run(out_dir: str | Path, hub_model_id: str, only: list[str] | None = None, private: bool = False, revision: str | None = None) -> dict[str, str]:
     """Publish a finished run of any task; returns {name: commit URL}. Nothing is uploaded unless every
     repo's files and card are ready."""

@@ -417,3 +417,40 @@ def _whole_batch(batch):
 def tensor_loader(*tensors: torch.Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> torch.utils.data.DataLoader:
     """DataLoader over in-memory tensors (cached features, token streams) with batched fetching."""
     return torch.utils.data.DataLoader(TensorBatches(*tensors), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=_whole_batch)
+
+
+def environment_info(accelerator: Accelerator | None = None) -> dict:
+    """Library versions and hardware of this run, for run_config.json and model cards."""
+    import platform
+
+    import accelerate
+    import datasets
+    import huggingface_hub
+    import timm
+    import tokenizers
+    import torchvision
+    import transformers
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "datasets": datasets.__version__,
+        "accelerate": accelerate.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "num_processes": accelerator.num_processes if accelerator is not None else 1,
+        "device": str(accelerator.device) if accelerator is not None else "cpu",
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

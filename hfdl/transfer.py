@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +19,7 @@ from hfdl.data.images import AugmentConfig, PreparedData, TransformedImages, bui
 from hfdl.errors import HfdlError
 from hfdl.metrics import evaluate_classifier, plot_confusion_matrix
 from hfdl.models import classifier as C
-from hfdl.training import PeakMemory, TrainingArguments, list_checkpoints, make_accelerator, tensor_loader, train
+from hfdl.training import PeakMemory, TrainingArguments, environment_info, list_checkpoints, make_accelerator, tensor_loader, train
 
 logger = logging.getLogger(__name__)
 
@@ -335,38 +333,11 @@ def run_strategy(
     return results
 
 
-def environment_info() -> dict:
-    import accelerate
-    import datasets
-    import timm
-    import torchvision
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, argv: list[str] | None = None, hargs=None) -> dict:
-    """The whole pipeline: data, each strategy, all_results.json, the comparison for several strategies,
-    and (`hargs.push_to_hub`) one Hub repo per strategy."""
+def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, argv: list[str] | None = None) -> dict:
+    """The whole pipeline: data, each strategy, all_results.json, and the comparison for several strategies."""
     out = Path(targs.output_dir)
     strategies = margs.strategies
     check_output_dir(out, strategies, targs)
-    if hargs is not None and hargs.push_to_hub:
-        from hfdl import hub
-
-        hub.require_token()  # fail before training, not after
     accelerator = make_accelerator(targs)
     C.resolve_model_source(margs.model_name_or_path)  # fail on an unknown model before loading data
     dsd, source = load_image_dataset(dargs.dataset_name, dargs.train_dir, dargs.validation_dir, dargs.dataset_config_name)
@@ -395,7 +366,7 @@ def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, a
             "offline_assets": [
                 a.provenance() for n, a in {**assets.BACKBONES, **assets.DATASETS}.items() if n in (margs.model_name_or_path, dargs.dataset_name)
             ],
-            "environment": environment_info(),
+            "environment": environment_info(accelerator),
         }
         (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
     all_results = {}
@@ -417,10 +388,4 @@ def run(margs: ModelArguments, dargs: DataArguments, targs: TrainingArguments, a
 
             table = write_comparison(all_results, out, title=f"{margs.model_name_or_path} on {dargs.dataset_name or dargs.train_dir}")
             accelerator.print(table)
-        if hargs is not None and hargs.push_to_hub:
-            from hfdl.publish import push_run
-
-            urls = push_run(out, hargs.hub_model_id, strategies, private=hargs.hub_private, revision=hargs.hub_revision)
-            for s, url in urls.items():
-                accelerator.print(f"pushed {s}: {url}")
     return all_results

@@ -18,13 +18,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hfdl.cli import parse_args, run_main  # noqa: E402
 from hfdl.hub import HubArguments  # noqa: E402
+from hfdl.publish import check_before_training, push_after_training  # noqa: E402
 from hfdl.training import TrainingArguments  # noqa: E402
 from hfdl.transfer import DataArguments, ModelArguments, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     margs, dargs, targs, hargs = parse_args((ModelArguments, DataArguments, TrainingArguments, HubArguments), argv)
-    return run(margs, dargs, targs, argv, hargs)
+    check_before_training(hargs)
+    results = run(margs, dargs, targs, argv)
+    push_after_training(hargs, targs.output_dir, margs.strategies)
+    return results
 
 
 if __name__ == "__main__":

@@ -21,16 +21,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hfdl.char_lm import CharLMArguments, SamplingArguments, TextDataArguments, run  # noqa: E402
 from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.hub import HubArguments  # noqa: E402
+from hfdl.publish import check_before_training, push_after_training  # noqa: E402
 from hfdl.training import TrainingArguments  # noqa: E402
 
 DEFAULT_OUTPUT_DIR = "outputs/char_lm"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cargs, dargs, sargs, targs = parse_args((CharLMArguments, TextDataArguments, SamplingArguments, TrainingArguments), argv)
+    cargs, dargs, sargs, targs, hargs = parse_args((CharLMArguments, TextDataArguments, SamplingArguments, TrainingArguments, HubArguments), argv)
     if targs.output_dir == TrainingArguments.output_dir:  # the shared default names another task
         targs.output_dir = DEFAULT_OUTPUT_DIR
-    return run(cargs, dargs, sargs, targs, argv)
+    check_before_training(hargs)
+    results = run(cargs, dargs, sargs, targs, argv)
+    push_after_training(hargs, targs.output_dir)
+    return results
 
 
 if __name__ == "__main__":

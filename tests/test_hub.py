@@ -361,3 +361,24 @@ def test_char_lm_snippet_runs_in_plain_transformers_from_the_hub(char_lm_run, ol
     assert proc.returncode == 0, proc.stderr[-2000:]
     prompt = json.loads((out / "run_config.json").read_text())["sampling_args"]["sample_prompt"]
     assert proc.stdout.rstrip("\n") == load_char_lm(str(out / "gru")).generate(prompt, 30, temperature=0).rstrip("\n")
+
+
+def test_train_char_lm_push_to_hub_publishes_after_training(tmp_path, write_endpoint, hub_client, at):
+    """The training script's --push_to_hub path, end to end: trained, then published with its card."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import train_char_lm
+    from test_char_lm import TEXT
+
+    (tmp_path / "t.txt").write_text(TEXT * 3, encoding="utf-8")
+    at(write_endpoint.endpoint)
+    argv = [
+        "--train_file", str(tmp_path / "t.txt"), "--output_dir", str(tmp_path / "run"), "--hidden_size", "8", "--embedding_dim", "4",
+        "--seq_len", "16", "--per_device_train_batch_size", "4", "--max_steps", "3", "--sample_length", "10", "--eval_streams", "2",
+        "--model_type", "gru", "--push_to_hub", "--hub_model_id", "hfdl-tester/clm-script",
+    ]  # fmt: skip
+    results = train_char_lm.main(argv)
+    files = write_endpoint.files("hfdl-tester/clm-script")
+    assert {"model.safetensors", "tokenizer.json", "char_lm.py", "README.md"} <= set(files)
+    card = ModelCard(files["README.md"].decode())
+    assert _model_index(card)["bits_per_character"] == pytest.approx(results["eval_bpc"])
+    assert card.data.eval_results[0].dataset_revision == json.loads((tmp_path / "run" / "run_config.json").read_text())["data"]["fingerprint"]
