@@ -94,3 +94,21 @@ def compare_run(tmp_path_factory, tiny_backbone, imagefolder):
         out, tiny_backbone, *imagefolder, "--compare_strategies", "feature,finetune,scratch", "--head_epochs", "15", "--head_learning_rate", "0.03"
     )
     return out, finetune.main(argv)
+
+
+def accelerate_launch(script: str, args: list[str], env_extra: dict | None = None):
+    """Run `scripts/<script>` through the real `accelerate launch` with the checked-in CPU config."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs/accelerate/cpu.yaml"),
+        str(REPO / "scripts" / script),
+        *args,
+    ]
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL)

@@ -1,14 +1,12 @@
 """scripts/train_char_lm.py and sample_char_lm.py end to end on a tiny corpus (in-process and via accelerate launch)."""
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, accelerate_launch
 from test_char_lm import TEXT
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -77,16 +75,7 @@ def test_too_short_and_empty_text_are_one_line_errors(tmp_path):
 
 
 def _launch(script, args):
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "configs/accelerate/cpu.yaml"),
-        str(REPO / "scripts" / script),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), cwd=REPO, timeout=600, stdin=subprocess.DEVNULL)
+    return accelerate_launch(script, args)
 
 
 @pytest.fixture(scope="module")

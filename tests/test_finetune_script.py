@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import timm
 import torch
-from conftest import REPO, tiny_args
+from conftest import REPO, accelerate_launch, tiny_args
 
 sys.path.insert(0, str(REPO / "scripts"))
 import finetune  # noqa: E402
@@ -90,17 +89,7 @@ def test_interrupted_compare_resumes_to_the_same_result(tiny_backbone, imagefold
 
 
 def _launch(args, env_extra=None):
-    env = {**os.environ, **(env_extra or {})}
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "configs/accelerate/cpu.yaml"),
-        str(REPO / "scripts/finetune.py"),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    return accelerate_launch("finetune.py", args, env_extra)
 
 
 def test_script_through_accelerate_launch(tiny_backbone, imagefolder, tmp_path):
