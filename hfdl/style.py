@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from hfdl.cli import command_line
 from hfdl.errors import HfdlError
 from hfdl.models import style as S
-from hfdl.training import TrainingArguments, list_checkpoints, make_accelerator, train
+from hfdl.training import TrainingArguments, environment_info, list_checkpoints, make_accelerator, train
 
 logger = logging.getLogger(__name__)
 
@@ -334,10 +334,8 @@ def run(sargs: StyleArguments, targs: StyleTrainingArguments, argv: list[str] | 
         results.update(_write_sample(model, sargs, out, accelerator.device))
         (out / "history.json").write_text(json.dumps(result.history, indent=2))
         (out / "all_results.json").write_text(json.dumps(results, indent=2))
-        from hfdl.transfer import environment_info
-
         run_config = {
-            "command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
+            "command": command_line(argv),
             "style_args": asdict(sargs),
             "training_args": asdict(targs),
             "model_config": model._hub_mixin_config if isinstance(model._hub_mixin_config, dict) else None,
@@ -347,7 +345,7 @@ def run(sargs: StyleArguments, targs: StyleTrainingArguments, argv: list[str] | 
                 *([OFFLINE_PHOTOS_PROVENANCE] if sargs.dataset_name in (None, OFFLINE_PHOTOS) else []),
             ],
             "seed": targs.seed,
-            "environment": environment_info(),
+            "environment": environment_info(accelerator),
             "wall_seconds": time.perf_counter() - t_wall,
         }
         (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
