@@ -335,6 +335,7 @@ def run(sargs: StyleArguments, targs: StyleTrainingArguments, argv: list[str] | 
         (out / "history.json").write_text(json.dumps(result.history, indent=2))
         (out / "all_results.json").write_text(json.dumps(results, indent=2))
         run_config = {
+            "task": "style-transfer",
             "command": command_line(argv),
             "style_args": asdict(sargs),
             "training_args": asdict(targs),

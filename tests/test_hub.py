@@ -382,3 +382,24 @@ def test_train_char_lm_push_to_hub_publishes_after_training(tmp_path, write_endp
     card = ModelCard(files["README.md"].decode())
     assert _model_index(card)["bits_per_character"] == pytest.approx(results["eval_bpc"])
     assert card.data.eval_results[0].dataset_revision == json.loads((tmp_path / "run" / "run_config.json").read_text())["data"]["fingerprint"]
+
+
+def test_train_style_push_to_hub_publishes_after_training(tmp_path, write_endpoint, hub_client, at):
+    from PIL import Image
+    from skimage import data
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import train_style
+
+    Image.fromarray(data.immunohistochemistry()).resize((40, 40)).save(tmp_path / "s.png")
+    at(write_endpoint.endpoint)
+    argv = [
+        "--style_image", str(tmp_path / "s.png"), "--output_dir", str(tmp_path / "run"), "--image_size", "32", "--samples_per_epoch", "4",
+        "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--base_channels", "4", "--num_residual_blocks", "1",
+        "--max_train_samples", "2", "--sample_size", "32", "--style_layers", "relu1_2", "--push_to_hub", "--hub_model_id", "hfdl-tester/s",
+    ]  # fmt: skip
+    results = train_style.main(argv)
+    files = write_endpoint.files("hfdl-tester/s")
+    assert {"model.safetensors", "config.json", results["style_image"], "sample.png", "README.md"} <= set(files)
+    card = ModelCard(files["README.md"].decode())  # ours, not the mixin's generic card
+    assert "fast neural style transfer network" in card.text and _model_index(card)["loss"] == pytest.approx(results["eval_loss"])
