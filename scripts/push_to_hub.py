@@ -26,7 +26,9 @@ from hfdl.hub import check_repo_id  # noqa: E402
 class PushArguments:
     output_dir: str = field(metadata={"help": "A finished run's --output_dir (holds all_results.json and run_config.json)."})
     hub_model_id: str = field(metadata={"help": "Repo id USER/NAME; a run with several models goes to NAME-<model>."})
-    only: str | None = field(default=None, metadata={"help": "Publish only these models of the run (comma list of strategies / cell types)."})
+    only: str | None = field(
+        default=None, metadata={"aliases": ["--strategy"], "help": "Publish only these models of the run (comma list of strategies / cell types)."}
+    )
     hub_private: bool = field(default=False, metadata={"help": "Create the repos private."})
     hub_revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
     card_only: bool = field(default=False, metadata={"help": "Write each repo's model card next to its files (README.md); upload nothing."})

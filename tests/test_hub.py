@@ -111,7 +111,7 @@ def test_card_only_writes_readme_and_uploads_nothing(compare_run, tmp_path, monk
     import push_to_hub
 
     out, _ = compare_run
-    paths = push_to_hub.main([str(out), "--hub_model_id", "me/tiny", "--only", "feature", "--card_only"])
+    paths = push_to_hub.main([str(out), "--hub_model_id", "me/tiny", "--strategy", "feature", "--card_only"])
     assert list(paths) == ["feature"]
     card = ModelCard.load(paths["feature"])
     assert card.data.to_dict()["model-index"][0]["name"] == "tiny"  # one strategy: the id itself
