@@ -122,6 +122,52 @@ def test_seeded_generation_is_deterministic_and_greedy_is_argmax(tokenizer):
     assert logits.argmax(-1).tolist() == ids[0, 5:].tolist()
 
 
+def test_lstm_fast_stepper_matches_step_and_the_model_step_sampler(tokenizer):
+    from hfdl.models import char_lm
+
+    gen = CharGenerator(tiny_model("lstm", len(tokenizer)), tokenizer)
+    ids = encode_text(TEXT[:30], tokenizer.get_vocab())[None]
+    with torch.inference_mode():  # the preallocated batch-1 stepper computes step()'s logits (unknown token masked)
+        state = gen.model(ids[:, :5]).state
+        stepper = gen._stepper()
+        stepper.reset(state)
+        for t in range(5, ids.size(1)):
+            logits, state = gen.model.step(ids[:, t], state)
+            fast = stepper(int(ids[0, t]))
+            assert torch.allclose(fast[:, 1:], logits[:, 1:], atol=1e-5) and fast[0, 0] == float("-inf")
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    probs = torch.randn(1, 30).softmax(-1)
+    assert [char_lm._sample(probs, g1) for _ in range(200)] == [int(torch.multinomial(probs, 1, generator=g2)) for _ in range(200)]
+    settings = [dict(temperature=1.0, seed=3), dict(temperature=0.8, top_k=4, seed=1), dict(temperature=1.2, top_p=0.9, seed=2), dict(temperature=0)]
+    fast_texts = [gen.generate("It is", 60, **kw) for kw in settings]
+    gen.use_stepper = False  # the model.step path: the same text for a seed
+    assert [gen.generate("It is", 60, **kw) for kw in settings] == fast_texts
+    with torch.inference_mode():  # weights that are inference tensors (no version counter) work too
+        frozen = CharGenerator(tiny_model("lstm", len(tokenizer)), tokenizer)
+    assert frozen.generate("It is", 60, **settings[0]) == fast_texts[0]
+
+
+def test_stream_uses_one_thread_and_restores_the_callers_count(tokenizer, monkeypatch):
+    from hfdl.models import char_lm
+
+    gen = CharGenerator(tiny_model("lstm", len(tokenizer)), tokenizer)
+    inside = []
+    call = char_lm._LSTMStepper.__call__
+    monkeypatch.setattr(char_lm._LSTMStepper, "__call__", lambda self, token: inside.append(torch.get_num_threads()) or call(self, token))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = [torch.get_num_threads() for _chunk in gen.stream("It", 12, chunk_size=3, seed=0)]  # the caller's count at each chunk
+        assert seen == [2] * 4 and torch.get_num_threads() == 2
+        assert inside == [1] * 11  # one step per character after the first (the prompt's logits give the first)
+        it = gen.stream("It", 50, chunk_size=1, seed=0)
+        next(it)
+        it.close()  # abandoned mid-way
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_filter_logits_top_k_and_top_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert torch.isfinite(filter_logits(logits, 2, None)).tolist() == [[True, True, False, False]]

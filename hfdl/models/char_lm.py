@@ -263,6 +263,75 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
+def _sample(probs: torch.Tensor, gen: torch.Generator) -> int:
+    """One draw from `probs` (1, V): `torch.multinomial(probs, 1, generator=gen)`'s own single-sample algorithm
+    (argmax of p / q, q ~ Exp(1): the same draws, so the same characters for a seed), without its validity check
+    (a sync and two reductions per character; the probabilities come from a softmax here)."""
+    q = torch.empty_like(probs).exponential_(1, generator=gen)
+    return int(torch.div(probs, q, out=q).argmax())
+
+
+class _LSTMStepper:
+    """`CharLMForCausalLM.step` for one stream of a float32 LSTM, in preallocated buffers.
+
+    Each layer's two products are one: `[x, h] @ [W_ih | W_hh]^T + (b_ih + b_hh)` with the weights concatenated
+    and transposed once (a single `addmm` per layer over contiguous memory), then the gates in place. The output
+    layer's bias carries -inf at the unknown token, so its logit comes out masked. The same function as `step`
+    up to float rounding (the order of the sums); a step allocates nothing.
+    """
+
+    def __init__(self, model: CharLMForCausalLM, unk_id: int):
+        cfg, rnn = model.config, model.rnn
+        h = cfg.hidden_size
+        dev = model.lm_head.weight.device
+        self.embed = model.embed.weight.detach()
+        self.weights, self.biases, self.xh, self.gates, self.c, self.tmp = [], [], [], [], [], []
+        for i in range(cfg.num_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{i}").detach(), getattr(rnn, f"weight_hh_l{i}").detach()
+            self.weights.append(torch.cat([w_ih, w_hh], 1).t().contiguous())  # (in + H, 4H)
+            self.biases.append((getattr(rnn, f"bias_ih_l{i}") + getattr(rnn, f"bias_hh_l{i}")).detach()[None])
+            self.xh.append(torch.zeros(1, w_ih.size(1) + h, device=dev))
+            self.gates.append(torch.empty(1, 4 * h, device=dev))
+            self.c.append(torch.zeros(1, h, device=dev))
+            self.tmp.append(torch.empty(1, h, device=dev))
+        g = self.gates
+        self.i_f = [t[:, : 2 * h] for t in g]  # gate order i, f, g, o
+        self.ig, self.fg, self.gg, self.og = ([t[:, k * h : (k + 1) * h] for t in g] for k in range(4))
+        self.h = [t[:, t.size(1) - h :] for t in self.xh]  # each layer's state lives in its own input buffer
+        self.x_in = [t[:, : t.size(1) - h] for t in self.xh]  # each layer's input: the embedding or the layer below's h
+        self.head_w = model.lm_head.weight.detach().t().contiguous()  # (H, V)
+        self.head_b = model.lm_head.bias.detach().clone()[None]
+        self.head_b[:, unk_id] = float("-inf")  # never emit the unknown token
+        self.logits = torch.empty(1, self.head_b.size(1), device=dev)
+        self.unk_mask = torch.zeros_like(self.head_b)
+        self.unk_mask[:, unk_id] = float("-inf")
+
+    def reset(self, state: tuple[torch.Tensor, ...]) -> None:
+        """Start from `state` ((h, c), each (L, 1, H))."""
+        for i in range(len(self.weights)):
+            self.h[i].copy_(state[0][i])
+            self.c[i].copy_(state[1][i])
+
+    def mask_unknown(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` (1, V) with the unknown token's set to -inf (adding 0 elsewhere is exact)."""
+        return logits.float() + self.unk_mask
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """Logits (1, V) after feeding `token`, unknown token masked; the buffer is overwritten by the next call."""
+        self.x_in[0].copy_(self.embed[token])
+        n = len(self.weights)
+        for i in range(n):
+            torch.addmm(self.biases[i], self.xh[i], self.weights[i], out=self.gates[i])
+            self.i_f[i].sigmoid_()
+            self.og[i].sigmoid_()
+            self.gg[i].tanh_()
+            self.c[i].mul_(self.fg[i]).addcmul_(self.ig[i], self.gg[i])
+            torch.mul(self.og[i], torch.tanh(self.c[i], out=self.tmp[i]), out=self.h[i])
+            if i + 1 < n:
+                self.x_in[i + 1].copy_(self.h[i])
+        return torch.addmm(self.head_b, self.h[n - 1], self.head_w, out=self.logits)
+
+
 class CharGenerator:
     """A char-LM with its tokenizer: `generate` returns text, `stream` yields it chunk by chunk."""
 
@@ -272,6 +341,7 @@ class CharGenerator:
         self.vocab = tokenizer.get_vocab()
         self.id_to_char = {i: c for c, i in self.vocab.items()}
         self.unk_id = model.config.unk_token_id
+        self.use_stepper = True  # False: every character through `model.step` (the reference path; same text for a seed)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Character ids of the prompt; characters outside the vocabulary map to the unknown token, with a warning."""
@@ -298,6 +368,11 @@ class CharGenerator:
 
         The prompt is encoded once; then each step feeds one character with the carried state.
         `temperature` 0 is greedy. A `seed` makes the output deterministic.
+
+        A float32 LSTM runs the per-character loop on `_LSTMStepper` (the same arithmetic as `model.step`, in
+        preallocated buffers), on CPU with one torch thread while it computes: a batch-1 step is a handful of
+        matrix-vector products, for which waking a second thread costs more than it saves (the caller's thread
+        count is back in place at every `yield` and at the end).
         """
         check_sampling(temperature, top_k, top_p, max_new_tokens)
         device = self.model.lm_head.weight.device
@@ -306,22 +381,58 @@ class CharGenerator:
         ids = torch.tensor([self.encode_prompt(prompt)], device=device)
         out = self.model(ids, use_cache=True)
         logits, state = out.logits[:, -1], out.state
-        buf: list[str] = []
-        for _ in range(max_new_tokens):
-            logits = logits.float()
-            logits[:, self.unk_id] = float("-inf")  # never emit the unknown token
-            if temperature == 0:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
-                nxt = torch.multinomial(probs, 1, generator=gen)
-            buf.append(self.id_to_char[int(nxt)])
-            if len(buf) >= chunk_size:
-                yield "".join(buf)
-                buf = []
-            logits, state = self.model.step(nxt[:, 0], state)
+        threads = torch.get_num_threads()
+        one_thread = device.type == "cpu" and threads > 1
+        if one_thread:
+            torch.set_num_threads(1)
+        try:
+            stepper = self._stepper()
+            if stepper is not None:
+                stepper.reset(state)
+                logits = stepper.mask_unknown(logits)
+            buf: list[str] = []
+            for i in range(max_new_tokens):
+                if stepper is None:
+                    logits = logits.float()
+                    logits[:, self.unk_id] = float("-inf")  # never emit the unknown token
+                if temperature == 0:
+                    nxt = int(logits.argmax(-1))
+                else:
+                    filtered = filter_logits(logits if temperature == 1 else logits / temperature, top_k, top_p)
+                    nxt = _sample(filtered.softmax(-1), gen)
+                buf.append(self.id_to_char[nxt])
+                if len(buf) >= chunk_size:
+                    if one_thread:
+                        torch.set_num_threads(threads)
+                    yield "".join(buf)
+                    if one_thread:
+                        torch.set_num_threads(1)
+                    buf = []
+                if i == max_new_tokens - 1:
+                    break  # the last character's logits are never used
+                if stepper is not None:
+                    logits = stepper(nxt)
+                else:
+                    logits, state = self.model.step(torch.tensor([nxt], device=device), state)
+        finally:
+            if one_thread:
+                torch.set_num_threads(threads)
         if buf:
             yield "".join(buf)
+
+    def _stepper(self) -> _LSTMStepper | None:
+        """The batch-1 LSTM stepper for the model's current weights (rebuilt when a weight changed), or None.
+
+        It holds a transposed copy of the recurrent and output weights (as much memory again as the model).
+        """
+        m = self.model
+        if not self.use_stepper or m.config.cell_type != "lstm" or m.lm_head.weight.dtype != torch.float32 or m.training:
+            return None
+        key = tuple((p.data_ptr(), None if p.is_inference() else p._version) for p in m.parameters())  # inference tensors keep no version
+        if getattr(self, "_stepper_key", None) != key:
+            self._stepper_cache = _LSTMStepper(m, self.unk_id)
+            self._stepper_key = key
+        return self._stepper_cache
 
     def generate(
         self,
