@@ -87,5 +87,8 @@ def test_unknown_model_is_one_line_with_alternatives():
 
 
 def test_hub_model_offline_says_so():
-    with pytest.raises(HfdlError, match=r"could not fetch 'timm/nope.in1k' from the Hub \(offline and not cached.*python scripts/pull.py timm/nope.in1k.*use an offline backbone"):
+    with pytest.raises(
+        HfdlError,
+        match=r"could not fetch 'timm/nope.in1k' from the Hub \(offline and not cached.*python scripts/pull.py timm/nope.in1k.*use an offline backbone",
+    ):
         C.create_classifier("timm/nope.in1k", 3)
