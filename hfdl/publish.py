@@ -217,13 +217,18 @@ def _hardware(env: dict) -> str:
 def repo_files(out_dir: str | Path, strategy: str) -> dict[str, Path]:
     """What a strategy's repo holds: its timm folder (no checkpoints) plus the run's results and comparison."""
     out = Path(out_dir)
-    files = {p.name: p for p in sorted((out / strategy).iterdir()) if p.is_file() and not p.name.endswith(".tmp") and p.name != "README.md"}
-    for name in ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png"):
-        if (out / name).is_file():
-            files[name] = out / name
-    for need in ("config.json", "model.safetensors"):
-        if need not in files:
-            raise HfdlError(f"{out / strategy} has no {need}: the '{strategy}' run did not finish; finish it with --resume_from_checkpoint latest")
+    return _model_repo_files(out, out / strategy, strategy, ("config.json", "model.safetensors"))
+
+
+def _model_repo_files(out: Path, folder: Path, name: str, need: tuple[str, ...]) -> dict[str, Path]:
+    """One model's folder plus the run-level results and comparison; refuses a folder missing `need`."""
+    files = _folder_files(folder)
+    for run_file in ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png"):
+        if (out / run_file).is_file():
+            files.setdefault(run_file, out / run_file)
+    for required in need:
+        if required not in files:
+            raise HfdlError(f"{folder} has no {required}: the '{name}' run did not finish; finish it with --resume_from_checkpoint latest")
     return files
 
 
@@ -472,13 +477,7 @@ def char_lm_plans(out: Path, hub_model_id: str, only: list[str] | None = None) -
     result = {}
     for t in types:
         folder = out / t if compared else out
-        files = _folder_files(folder)
-        for name in ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png"):
-            if (out / name).is_file():
-                files.setdefault(name, out / name)
-        for need in ("config.json", "model.safetensors", "tokenizer.json"):
-            if need not in files:
-                raise HfdlError(f"{folder} has no {need}: the '{t}' run did not finish; finish it with --resume_from_checkpoint latest")
+        files = _model_repo_files(out, folder, t, ("config.json", "model.safetensors", "tokenizer.json"))
         r = per_type[t]
         msg = f"hfdl train_char_lm: {t}, validation {r['eval_bpc']:.4f} bits/char"
         result[t] = RepoPlan(
