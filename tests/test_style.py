@@ -209,3 +209,32 @@ def test_stylize_cli_prints_one_line_error(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "is not a readable image" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("size", [(6, 6), (5, 7)])
+def test_upsample_conv_is_exactly_upsample_reflect_conv(size):
+    """The phase-decomposed resize-convolution gives the outputs and gradients of
+    nearest 2x upsample -> reflection pad 1 -> 3x3 conv, with the same parameters."""
+    torch.manual_seed(0)
+    fast = S.UpsampleConv2d(4, 3).double()
+    plain = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.ReflectionPad2d(1), torch.nn.Conv2d(4, 3, 3)).double()
+    plain[2].load_state_dict(fast.state_dict())
+    x = torch.randn(2, 4, *size, dtype=torch.float64, requires_grad=True)
+    y_fast, y_plain = fast(x), plain(x)
+    assert y_fast.shape == (2, 3, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(y_fast, y_plain)
+    g = torch.randn_like(y_plain)
+    grads_fast = torch.autograd.grad(y_fast, (x, fast.weight, fast.bias), g)
+    grads_plain = torch.autograd.grad(y_plain, (x, plain[2].weight, plain[2].bias), g)
+    for a, b in zip(grads_fast, grads_plain):
+        torch.testing.assert_close(a, b)
+
+
+def test_instance_norm_matches_torch_instance_norm():
+    torch.manual_seed(0)
+    ours, ref = S.InstanceNorm2d(5), torch.nn.InstanceNorm2d(5, affine=True)
+    with torch.no_grad():
+        ours.weight.normal_(), ours.bias.normal_()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 5, 7, 9) * 4 + 2
+    torch.testing.assert_close(ours(x), ref(x))

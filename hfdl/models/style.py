@@ -440,14 +440,56 @@ def gatys(
 # --------------------------------------------------------------------------------------------------
 
 
+class UpsampleConv2d(nn.Conv2d):
+    """Nearest 2x upsampling, reflection pad 1 and a 3x3 conv (a "resize-convolution"), computed
+    exactly on the low-resolution input.
+
+    After a nearest 2x upsampling, each output phase (row parity a, column parity c) sees a 2x2
+    window of the input whose taps are sums of the 3x3 kernel's, and a reflection pad of the
+    upsampled image is a replicate pad of the input. So one 2x2 conv with the four phases' kernels
+    stacked gives the same output with 4/9 of the multiply-adds and no upsampled copy (2-2.5x faster
+    per layer at 256 px on 2 CPU cores). The parameters are a plain 3x3 `Conv2d`'s; gradients flow
+    through the tap sums.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 3)
+
+    def phase_kernels(self) -> torch.Tensor:
+        """(4 * out, in, 2, 2): the kernels of phases (0, 0), (0, 1), (1, 0), (1, 1)."""
+        k = self.weight
+        rows = (torch.stack((k[:, :, 0], k[:, :, 1] + k[:, :, 2]), 2), torch.stack((k[:, :, 0] + k[:, :, 1], k[:, :, 2]), 2))
+        return torch.cat([torch.stack(c, -1) for r in rows for c in ((r[..., 0], r[..., 1] + r[..., 2]), (r[..., 0] + r[..., 1], r[..., 2]))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        o = self.out_channels
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.phase_kernels(), self.bias.repeat(4))  # (B, 4 * out, h + 1, w + 1)
+        out = y.new_empty(b, o, h, 2, w, 2)
+        for p in range(4):  # phase (a, c) is pixel (2i + a, 2j + c), read at offset (a, c)
+            a, c = divmod(p, 2)
+            out[:, :, :, a, :, c] = y[:, p * o : (p + 1) * o, a : a + h, c : c + w]
+        return out.view(b, o, 2 * h, 2 * w)
+
+
+class InstanceNorm2d(nn.GroupNorm):
+    """Instance normalisation with a per-channel affine, as `nn.InstanceNorm2d(c, affine=True)` (same
+    math, same `weight` / `bias`), through GroupNorm's fused kernel with one group per channel:
+    4-7x faster on CPU at the transformer network's sizes."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5):
+        super().__init__(num_channels, num_channels, eps=eps, affine=True)
+
+
 class _ConvNormAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, upsample: bool = False, norm: bool = True, act: bool = True):
-        layers: list[nn.Module] = [nn.Upsample(scale_factor=2, mode="nearest")] if upsample else []
-        layers += [nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, stride)]
+        if upsample and (k, stride) != (3, 1):
+            raise HfdlError(f"upsampling layers are 3x3 stride-1 resize-convolutions, got kernel {k} stride {stride}")
+        layers: list[nn.Module] = [UpsampleConv2d(cin, cout)] if upsample else [nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, stride)]
         if norm:
-            layers.append(nn.InstanceNorm2d(cout, affine=True))
+            layers.append(InstanceNorm2d(cout))
         if act:
-            layers.append(nn.ReLU())
+            layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 
@@ -490,8 +532,10 @@ class TransformerNet(
         ph, pw = (-h) % 4, (-w) % 4
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-        y = self.up(self.res(self.down(x)))
-        return y[..., :h, :w]
+        y = self.up[:-1](self.res(self.down(x)))
+        # the last conv (9x9, 3 outputs) runs 1.5x faster on 2 CPU cores with oneDNN's channels-last kernel
+        y = self.up[-1](y.contiguous(memory_format=torch.channels_last))
+        return y[..., :h, :w].contiguous()
 
     @torch.inference_mode()
     def stylize(self, content: torch.Tensor, strength: float = 1.0, preserve_colour: bool = False) -> torch.Tensor:
