@@ -278,6 +278,7 @@ def run_one(
         "chars_trained": chars_trained,
         "epochs": chars_trained / max(1, data.train_chars),
         "stopped_by_time_budget": bool(targs.time_budget_minutes) and result.completed_steps < planned_steps,
+        **({"schedule_steps": result.schedule_steps} if result.schedule_steps else {}),
         "peak_rss_mb": mem.peak_rss_mb,
         "train_chars": data.train_chars,
         "validation_chars": data.val_chars,

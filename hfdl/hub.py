@@ -255,6 +255,8 @@ def push_files(
     private: bool = False,
     revision: str | None = None,
     retry: str | None = None,
+    repo_type: str = "model",
+    space_sdk: str | None = None,
 ) -> str:
     """Create the repo if needed (`exist_ok`), the branch if `revision` is new, and upload the staged
     files plus the card in one commit. Returns the commit URL."""
@@ -266,12 +268,13 @@ def push_files(
     try:
         with hub_errors(repo_id, "push", retry):
             api = HfApi(token=token)
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, space_sdk=space_sdk).repo_id
             if revision and revision != "main":
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
             info = api.upload_folder(
                 folder_path=tmp.name,
                 repo_id=repo_id,
+                repo_type=repo_type,
                 revision=revision,
                 commit_message=commit_message,
                 commit_description=commit_description,

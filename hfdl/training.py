@@ -56,7 +56,10 @@ class TrainingArguments:
     with_tracking: bool = field(default=False, metadata={"help": "Log metrics to TensorBoard under --output_dir."})
     eval_steps: int | None = field(default=None, metadata={"help": "Also evaluate every N optimizer steps (default: at epoch ends only)."})
     time_budget_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this much training wall-clock time (evaluation excluded), then evaluate and save."}
+        default=None,
+        metadata={
+            "help": "Stop training after this much training wall-clock time (evaluation excluded), then evaluate and save; the LR schedule is fitted to it (reported as schedule_steps)."
+        },
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     debug: bool = field(default=False, metadata={"help": "Show full tracebacks instead of one-line errors."})
@@ -174,6 +177,73 @@ def model_signature(model: torch.nn.Module) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
+def make_scheduler(kind: str, optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, last_epoch: int = -1):
+    """A transformers schedule (`kind` in SCHEDULERS) over `total_steps`; `last_epoch` >= 0 rebuilds
+    it in the middle of a run (the optimizer's lr is set for step `last_epoch + 1`)."""
+    from transformers import optimization as opt
+
+    if kind == "constant":
+        return opt.get_constant_schedule(optimizer, last_epoch=last_epoch)
+    if kind == "constant_with_warmup":
+        return opt.get_constant_schedule_with_warmup(optimizer, warmup_steps, last_epoch=last_epoch)
+    fn = {"cosine": opt.get_cosine_schedule_with_warmup, "linear": opt.get_linear_schedule_with_warmup}[kind]
+    return fn(optimizer, warmup_steps, total_steps, last_epoch=last_epoch)
+
+
+class BudgetSchedule:
+    """Fits the learning-rate schedule to `--time_budget_minutes`.
+
+    Without it, a run stopped by the clock ends wherever its epoch-based schedule happens to be
+    (a cosine still near its peak). Here the schedule's length is estimated from the measured
+    seconds per step: provisionally after the first few steps, then again at 10%, 25% and (for
+    good) 50% of the budget, since steps get faster once caches are warm; warmup is `warmup_ratio`
+    of the fitted length. A decaying schedule (cosine, linear) ends the run when it reaches zero;
+    a constant one runs until the clock stops it. The fitted length is saved in checkpoints (resume
+    keeps it) and reported as `schedule_steps`, so `--max_train_steps schedule_steps` replays the
+    same schedule without a clock.
+    """
+
+    PROVISIONAL_AFTER = 4  # steps after (re)start; the first step pays one-off allocation costs
+    REFIT_AT = (0.10, 0.25, 0.50)  # fractions of the budget; the last one is final
+
+    def __init__(self, args: TrainingArguments, budget_s: float, max_steps: int, num_processes: int, state: dict | None = None):
+        self.args, self.budget_s, self.num_processes = args, budget_s, num_processes
+        state = state or {}
+        self.cap, self.steps = max_steps, state.get("schedule_steps", max_steps)
+        self.final = state.get("schedule_final", False)
+        self.decays = args.lr_scheduler_type in ("cosine", "linear")
+        self._next = 0  # index into REFIT_AT
+        self._first: tuple[int, float] | None = None  # (step, train seconds) after the first step of this process
+
+    def build(self, optimizer: torch.optim.Optimizer, completed_steps: int = 0):
+        n = self.num_processes  # accelerate steps a prepared scheduler once per process per optimizer step
+        return make_scheduler(
+            self.args.lr_scheduler_type, optimizer, int(self.args.warmup_ratio * self.steps) * n, self.steps * n, last_epoch=completed_steps * n - 1
+        )
+
+    def observe(self, completed_steps: int, train_seconds: float) -> bool:
+        """Called after each optimizer step; True when the schedule was (re)fitted."""
+        if self.final:
+            return False
+        if self._first is None:
+            self._first = (completed_steps, train_seconds)
+            return False
+        done = completed_steps - self._first[0]
+        due = self._next < len(self.REFIT_AT) and train_seconds >= self.REFIT_AT[self._next] * self.budget_s
+        if not due and done != self.PROVISIONAL_AFTER:
+            return False
+        while self._next < len(self.REFIT_AT) and train_seconds >= self.REFIT_AT[self._next] * self.budget_s:
+            self._next += 1
+        final = self._next == len(self.REFIT_AT)
+        per_step = (train_seconds - self._first[1]) / max(done, 1)
+        fitted = completed_steps + int(max(self.budget_s - train_seconds, 0) / max(per_step, 1e-9))
+        self.steps, self.final = max(min(fitted, self.cap), completed_steps + 1), final
+        return True
+
+    def state(self) -> dict:
+        return {"schedule_steps": self.steps, "schedule_final": self.final}
+
+
 @dataclass
 class TrainResult:
     completed_steps: int
@@ -181,6 +251,7 @@ class TrainResult:
     train_samples: int
     history: list[dict]
     final_metrics: dict[str, float]
+    schedule_steps: int | None = None  # the LR schedule's length when fitted to --time_budget_minutes
 
     @property
     def train_samples_per_second(self) -> float:
@@ -205,8 +276,6 @@ def train(
     `compute_loss(model, batch)` returns the scalar loss; `evaluate(model)` returns metrics;
     `train_mode(model)` puts the model in training mode (default `model.train()`).
     """
-    from transformers import get_scheduler
-
     run_dir = Path(run_dir)
     lr = learning_rate or args.learning_rate
     groups = optimizer_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
@@ -214,12 +283,16 @@ def train(
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
-    scheduler = get_scheduler(
-        args.lr_scheduler_type,
-        optimizer=optimizer,
-        num_warmup_steps=int(args.warmup_ratio * max_steps) * accelerator.num_processes,
-        num_training_steps=max_steps * accelerator.num_processes,
-    )
+    budget_s = args.time_budget_minutes * 60 if args.time_budget_minutes else None
+    ckpt = resolve_checkpoint(args.resume_from_checkpoint, run_dir)
+    state = json.loads((ckpt / STATE_FILE).read_text()) if ckpt is not None else {}
+    fit = BudgetSchedule(args, budget_s, max_steps, accelerator.num_processes, state) if budget_s else None
+    if fit is not None:
+        max_steps = fit.steps
+        scheduler = fit.build(optimizer)
+    else:
+        n = accelerator.num_processes
+        scheduler = make_scheduler(args.lr_scheduler_type, optimizer, int(args.warmup_ratio * max_steps) * n, max_steps * n)
     model, optimizer, train_dataloader, scheduler = accelerator.prepare(model, optimizer, train_dataloader, scheduler)
     signature = model_signature(accelerator.unwrap_model(model))
 
@@ -227,9 +300,7 @@ def train(
     history: list[dict] = []
     elapsed_before = 0.0
     samples_before = 0
-    ckpt = resolve_checkpoint(args.resume_from_checkpoint, run_dir)
     if ckpt is not None:
-        state = json.loads((ckpt / STATE_FILE).read_text())
         if state.get("signature") != signature:
             raise HfdlError(
                 f"checkpoint {ckpt} was saved from a different model than --model_name_or_path builds now: resume with the same model and data, or start afresh without --resume_from_checkpoint"
@@ -260,6 +331,7 @@ def train(
                 "history": history,
                 "train_seconds": elapsed_before + train_time,
                 "train_samples": samples_before + samples,
+                **(fit.state() if fit is not None else {}),
             }
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
             if path.exists():
@@ -274,7 +346,6 @@ def train(
     metrics: dict[str, float] = {}
     samples = 0
     train_time = 0.0
-    budget_s = args.time_budget_minutes * 60 if args.time_budget_minutes else None
     out_of_time = False
 
     def log_evaluation(epoch_value: float, train_loss: float) -> dict:
@@ -321,10 +392,14 @@ def train(
             if accelerator.sync_gradients:
                 completed_steps += 1
                 progress.update(1)
-                epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps
-                if budget_s is not None:
-                    out_of_time = _all_agree(accelerator, elapsed_before + train_time + time.perf_counter() - t_epoch >= budget_s)
-                    epoch_end = epoch_end or out_of_time
+                if fit is not None:
+                    spent = elapsed_before + train_time + time.perf_counter() - t_epoch
+                    if not fit.final and fit.observe(completed_steps, _all_mean(accelerator, spent)):  # the same length on every process
+                        if fit.decays:  # at zero learning rate more steps are wasted; a constant one runs to the clock
+                            max_steps = progress.total = fit.steps
+                        scheduler.scheduler = fit.build(optimizer.optimizer, completed_steps)
+                    out_of_time = _all_agree(accelerator, spent >= budget_s)
+                epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps or out_of_time
                 if args.eval_steps and completed_steps % args.eval_steps == 0 and not epoch_end:
                     train_time += time.perf_counter() - t_epoch
                     steps_in_epoch = completed_steps - epoch * steps_per_epoch
@@ -358,7 +433,7 @@ def train(
             metrics = evaluate(model)
     if args.with_tracking:
         accelerator.end_training()
-    result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics)
+    result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics, fit.steps if fit else None)
     return accelerator.unwrap_model(model), result
 
 
@@ -367,6 +442,12 @@ def _all_agree(accelerator: Accelerator, flag: bool) -> bool:
     if accelerator.num_processes == 1:
         return flag
     return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), reduction="sum").item() > 0)
+
+
+def _all_mean(accelerator: Accelerator, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return value
+    return accelerator.reduce(torch.tensor(float(value), device=accelerator.device), reduction="mean").item()
 
 
 def _forked_rng():

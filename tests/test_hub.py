@@ -403,3 +403,56 @@ def test_train_style_push_to_hub_publishes_after_training(tmp_path, write_endpoi
     assert {"model.safetensors", "config.json", results["style_image"], "sample.png", "README.md"} <= set(files)
     card = ModelCard(files["README.md"].decode())  # ours, not the mixin's generic card
     assert "fast neural style transfer network" in card.text and _model_index(card)["loss"] == pytest.approx(results["eval_loss"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Spaces
+# --------------------------------------------------------------------------------------------------
+
+
+def test_space_push_uploads_the_folder_and_the_hfdl_package_and_runs_from_the_upload(write_endpoint, hub_client, at, tmp_path, capsys):
+    """scripts/push_space.py uploads spaces/style_transfer as it is plus hfdl/ at the Space root; the uploaded
+    tree alone (hfdl imported from it, not from this checkout) builds the app."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import push_space
+
+    at(write_endpoint.endpoint)
+    space = REPO / "spaces" / "style_transfer"
+    push_space.main([str(space), "--space_id", "hfdl-tester/style-transfer"])
+    assert "pushed Space hfdl-tester/style-transfer" in capsys.readouterr().out
+    assert write_endpoint.repos["hfdl-tester/style-transfer"].repo_type == "space"
+    files = write_endpoint.files("hfdl-tester/style-transfer")
+    tracked = subprocess.run(["git", "ls-files", "spaces/style_transfer", "hfdl"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    want = {p.removeprefix("spaces/style_transfer/") for p in tracked if p.startswith("spaces/") or p.endswith(".py")}
+    assert set(files) - {".gitattributes"} == want  # no caches, no stubs, no test artefacts
+    assert files["hfdl/models/style.py"] == (REPO / "hfdl/models/style.py").read_bytes()
+    assert write_endpoint.commits("hfdl-tester/style-transfer")[-1].message.startswith("hfdl Space style_transfer")
+
+    upload = tmp_path / "space"
+    for rel, data in files.items():
+        (upload / rel).parent.mkdir(parents=True, exist_ok=True)
+        (upload / rel).write_bytes(data)
+    probe = "import app, hfdl, gradio; print(hfdl.__file__); print(type(app.demo).__name__)"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=upload, capture_output=True, text=True, timeout=180, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    origin, demo = proc.stdout.split()[-2:]
+    assert Path(origin).resolve().is_relative_to(upload.resolve()) and demo == "Blocks"
+
+
+def test_space_push_refuses_a_bad_space_and_uploads_nothing(write_endpoint, hub_client, at, tmp_path):
+    import shutil
+
+    from hfdl.publish import push_space
+
+    at(write_endpoint.endpoint)
+    space = tmp_path / "app"
+    shutil.copytree(REPO / "spaces" / "style_transfer", space, ignore=shutil.ignore_patterns("models", "examples", "styles"))
+    (space / "requirements.txt").write_text("torch\nhfdl>=0.1\n")
+    with pytest.raises(HfdlError, match="names `hfdl`, which on PyPI is another project") as err:
+        push_space(space, "hfdl-tester/bad-space")
+    assert "\n" not in str(err.value)
+    (space / "requirements.txt").write_text("torch\n")
+    (space / "README.md").write_text((space / "README.md").read_text().replace("app_file: app.py", "app_file: main.py"))
+    with pytest.raises(HfdlError, match="front matter needs `sdk: gradio` and an app_file"):
+        push_space(space, "hfdl-tester/bad-space")
+    assert "hfdl-tester/bad-space" not in write_endpoint.repos
