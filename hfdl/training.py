@@ -395,8 +395,9 @@ def train(
                 if fit is not None:
                     spent = elapsed_before + train_time + time.perf_counter() - t_epoch
                     if not fit.final and fit.observe(completed_steps, _all_mean(accelerator, spent)):  # the same length on every process
-                        if fit.decays:  # at zero learning rate more steps are wasted; a constant one runs to the clock
-                            max_steps = progress.total = fit.steps
+                        progress.total = fit.steps  # the estimate; a constant schedule runs on to the clock
+                        if fit.decays:  # at zero learning rate more steps are wasted
+                            max_steps = fit.steps
                         scheduler.scheduler = fit.build(optimizer.optimizer, completed_steps)
                     out_of_time = _all_agree(accelerator, spent >= budget_s)
                 epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps or out_of_time
