@@ -212,7 +212,7 @@ class BudgetSchedule:
         self.cap, self.steps = max_steps, state.get("schedule_steps", max_steps)
         self.final = state.get("schedule_final", False)
         self.decays = args.lr_scheduler_type in ("cosine", "linear")
-        self._next = 0  # index into REFIT_AT
+        self._passed = 0  # how many of REFIT_AT this process has refitted at
         self._first: tuple[int, float] | None = None  # (step, train seconds) after the first step of this process
 
     def build(self, optimizer: torch.optim.Optimizer, completed_steps: int = 0):
@@ -229,12 +229,10 @@ class BudgetSchedule:
             self._first = (completed_steps, train_seconds)
             return False
         done = completed_steps - self._first[0]
-        due = self._next < len(self.REFIT_AT) and train_seconds >= self.REFIT_AT[self._next] * self.budget_s
-        if not due and done != self.PROVISIONAL_AFTER:
+        passed = sum(train_seconds >= f * self.budget_s for f in self.REFIT_AT)
+        if passed == self._passed and done != self.PROVISIONAL_AFTER:
             return False
-        while self._next < len(self.REFIT_AT) and train_seconds >= self.REFIT_AT[self._next] * self.budget_s:
-            self._next += 1
-        final = self._next == len(self.REFIT_AT)
+        self._passed, final = passed, passed == len(self.REFIT_AT)
         per_step = (train_seconds - self._first[1]) / max(done, 1)
         fitted = completed_steps + int(max(self.budget_s - train_seconds, 0) / max(per_step, 1e-9))
         self.steps, self.final = max(min(fitted, self.cap), completed_steps + 1), final
@@ -288,7 +286,7 @@ def train(
     state = json.loads((ckpt / STATE_FILE).read_text()) if ckpt is not None else {}
     fit = BudgetSchedule(args, budget_s, max_steps, accelerator.num_processes, state) if budget_s else None
     if fit is not None:
-        max_steps = fit.steps
+        max_steps = fit.steps if fit.decays else max_steps  # a resumed run keeps its fitted length
         scheduler = fit.build(optimizer)
     else:
         n = accelerator.num_processes
