@@ -666,7 +666,7 @@ def push_space(space_dir: str | Path, space_id: str, private: bool = False, revi
     """Publish a Space folder (see `space_plan`) in one commit; returns the commit URL."""
     from hfdl import hub
 
-    plan = space_plan(space_dir, hub.check_repo_id(space_id))
+    plan = space_plan(space_dir, space_id)  # push_files checks the id before any request
     return hub.push_files(
         plan.files, None, plan.repo_id,
         commit_message=plan.commit_message, commit_description=plan.commit_description, private=private, revision=revision,

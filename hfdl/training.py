@@ -391,13 +391,13 @@ def train(
                 completed_steps += 1
                 progress.update(1)
                 if fit is not None:
-                    spent = elapsed_before + train_time + time.perf_counter() - t_epoch
-                    if not fit.final and fit.observe(completed_steps, _all_mean(accelerator, spent)):  # the same length on every process
+                    spent = _slowest(accelerator, elapsed_before + train_time + time.perf_counter() - t_epoch)  # the same on every process
+                    if not fit.final and fit.observe(completed_steps, spent):
                         progress.total = fit.steps  # the estimate; a constant schedule runs on to the clock
                         if fit.decays:  # at zero learning rate more steps are wasted
                             max_steps = fit.steps
                         scheduler.scheduler = fit.build(optimizer.optimizer, completed_steps)
-                    out_of_time = _all_agree(accelerator, spent >= budget_s)
+                    out_of_time = spent >= budget_s  # any process out of time stops all, at the same step
                 epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps or out_of_time
                 if args.eval_steps and completed_steps % args.eval_steps == 0 and not epoch_end:
                     train_time += time.perf_counter() - t_epoch
@@ -436,17 +436,11 @@ def train(
     return accelerator.unwrap_model(model), result
 
 
-def _all_agree(accelerator: Accelerator, flag: bool) -> bool:
-    """True when any process says so (every process stops at the same step)."""
+def _slowest(accelerator: Accelerator, seconds: float) -> float:
+    """The largest of every process's `seconds` (one collective a step), so all decide alike."""
     if accelerator.num_processes == 1:
-        return flag
-    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), reduction="sum").item() > 0)
-
-
-def _all_mean(accelerator: Accelerator, value: float) -> float:
-    if accelerator.num_processes == 1:
-        return value
-    return accelerator.reduce(torch.tensor(float(value), device=accelerator.device), reduction="mean").item()
+        return seconds
+    return accelerator.gather(torch.tensor([float(seconds)], device=accelerator.device)).max().item()
 
 
 def _forked_rng():
