@@ -14,7 +14,7 @@ setup:
 # config (use_cpu, one process) when there is none, so the launcher gives the run every core; a GPU machine
 # or a user's own `accelerate config` is used as is.
 train: setup
-	$(VENV)/bin/accelerate launch scripts/finetune.py $(ARGS)
+	$(VENV)/bin/accelerate launch -q scripts/finetune.py $(ARGS)
 
 test: setup
 	$(VENV)/bin/python tools/check_lock.py

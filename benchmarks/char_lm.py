@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from _common import emit
 
-from hfdl.models.char_lm import CharGenerator, CharLMConfig, CharLMForCausalLM
+from hfdl.tasks.char_lm.char_lm import CharLMConfig, CharLMForCausalLM
+from hfdl.tasks.char_lm.model import CharGenerator
 
 
 class CellLoopLSTM(torch.nn.Module):
@@ -87,7 +88,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
 
     from hfdl.assets import load_corpus
-    from hfdl.data.text import build_char_tokenizer, encode_text, split_text
+    from hfdl.tasks.char_lm.data import build_char_tokenizer, encode_text, split_text
 
     train_text, val_text = split_text(load_corpus(a.corpus), 0.1)
     tok = build_char_tokenizer(train_text)
@@ -126,7 +127,7 @@ def main() -> None:
     hf_gen_cps = 300 / (time.perf_counter() - t0)
 
     # 3. n-gram baseline on the same split
-    from hfdl.models.char_ngram import KneserNeyCharLM
+    from hfdl.tasks.char_lm.ngram import KneserNeyCharLM
 
     t0 = time.perf_counter()
     ngram_bpc = KneserNeyCharLM(a.ngram_order).fit(train_text).nats_per_char(val_text) / math.log(2)

@@ -18,11 +18,11 @@ import torch
 from _common import emit, fashion_subset
 from torch.utils.data import DataLoader
 
-from hfdl.data.images import TransformedImages, build_transforms
-from hfdl.metrics import evaluate_classifier
-from hfdl.models import classifier as C
-from hfdl.training import TrainingArguments, make_accelerator, tensor_loader, train
-from hfdl.transfer import cached_features, data_config_for
+from hfdl.core.metrics import evaluate_classifier
+from hfdl.core.training import TrainingArguments, make_accelerator, tensor_loader, train
+from hfdl.tasks.classification.data import TransformedImages, build_transforms
+from hfdl.tasks.classification.model import apply_strategy, create_classifier, make_head, pooled_features
+from hfdl.tasks.classification.pipeline import cached_features, data_config_for
 
 
 def main() -> None:
@@ -38,8 +38,8 @@ def main() -> None:
 
     data = fashion_subset(a.train, a.eval)
     n_cls = len(data.label_names)
-    backbone = C.create_classifier(a.model, n_cls).to(memory_format=torch.channels_last).eval()
-    C.apply_strategy(backbone, "feature")
+    backbone = create_classifier(a.model, n_cls).to(memory_format=torch.channels_last).eval()
+    apply_strategy(backbone, "feature")
     _, eval_tf = build_transforms(data_config_for(backbone, a.image_size), None)
     train_imgs = TransformedImages(data.train, data.image_column, data.label_column, eval_tf)
     eval_imgs = TransformedImages(data.eval, data.image_column, data.label_column, eval_tf)
@@ -49,7 +49,7 @@ def main() -> None:
     def head_run(dl, compute_loss, eval_batches, forward=None):
         """The pipeline's loop: train the head and evaluate every epoch (as finetune.py does)."""
         torch.manual_seed(0)
-        head = C.make_head(backbone.num_features, n_cls)
+        head = make_head(backbone.num_features, n_cls)
         acc = make_accelerator(args)
         head, result = train(acc, head, None, dl, args, out / "ckpt", compute_loss=compute_loss,
                              evaluate=lambda m: evaluate_classifier(acc, m, eval_batches, n_cls, forward=forward))  # fmt: skip
@@ -58,7 +58,7 @@ def main() -> None:
 
     def feats(x):
         with torch.no_grad():
-            return C.pooled_features(backbone, x.contiguous(memory_format=torch.channels_last))
+            return pooled_features(backbone, x.contiguous(memory_format=torch.channels_last))
 
     # naive: the frozen backbone runs on every batch of every epoch (and over the eval set)
     t = time.perf_counter()

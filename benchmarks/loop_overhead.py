@@ -16,10 +16,10 @@ import torch
 from _common import emit, fashion_subset
 from torch.utils.data import DataLoader
 
-from hfdl.data.images import AugmentConfig, TransformedImages, build_transforms
-from hfdl.models import classifier as C
-from hfdl.training import TrainingArguments, make_accelerator, train
-from hfdl.transfer import data_config_for
+from hfdl.core.training import TrainingArguments, make_accelerator, train
+from hfdl.tasks.classification.data import AugmentConfig, TransformedImages, build_transforms
+from hfdl.tasks.classification.model import apply_strategy, create_classifier, frozen_modules_to_eval, optimizer_param_groups
+from hfdl.tasks.classification.pipeline import data_config_for
 
 
 def main() -> None:
@@ -34,14 +34,14 @@ def main() -> None:
     n = a.steps * a.batch_size
     data = fashion_subset(n, 10)
     n_cls = len(data.label_names)
-    proto = C.create_classifier(a.model, n_cls)
+    proto = create_classifier(a.model, n_cls)
     train_tf, _ = build_transforms(data_config_for(proto, a.image_size), AugmentConfig())
     images = TransformedImages(data.train, data.image_column, data.label_column, train_tf, seed=0)
 
     def fresh():
         torch.manual_seed(0)
-        m = C.create_classifier(a.model, n_cls).to(memory_format=torch.channels_last)
-        C.apply_strategy(m, "finetune")
+        m = create_classifier(a.model, n_cls).to(memory_format=torch.channels_last)
+        apply_strategy(m, "finetune")
         return m
 
     def loss_fn(m, b):
@@ -51,7 +51,7 @@ def main() -> None:
         from transformers import get_scheduler
 
         m = fresh()
-        opt = torch.optim.AdamW(C.optimizer_param_groups(m, 1e-3, 0.05, 0.1), lr=1e-3, weight_decay=0.05)
+        opt = torch.optim.AdamW(optimizer_param_groups(m, 1e-3, 0.05, 0.1), lr=1e-3, weight_decay=0.05)
         sched = get_scheduler("cosine", opt, num_warmup_steps=int(0.1 * a.steps), num_training_steps=a.steps)
         dl = DataLoader(images, batch_size=a.batch_size, shuffle=True, drop_last=True)
         m.train()
@@ -72,8 +72,8 @@ def main() -> None:
             args = TrainingArguments(output_dir=d, num_train_epochs=1, per_device_train_batch_size=a.batch_size, learning_rate=1e-3, seed=0)
             acc = make_accelerator(args)
             dl = DataLoader(images, batch_size=a.batch_size, shuffle=True, drop_last=True)
-            _, result = train(acc, m, C.optimizer_param_groups(m, 1e-3, 0.05, 0.1), dl, args, d, compute_loss=loss_fn,
-                              train_mode=lambda mm: C.frozen_modules_to_eval(mm.train()))  # fmt: skip
+            _, result = train(acc, m, optimizer_param_groups(m, 1e-3, 0.05, 0.1), dl, args, d, compute_loss=loss_fn,
+                              train_mode=lambda mm: frozen_modules_to_eval(mm.train()))  # fmt: skip
             acc.free_memory()
         return result.train_samples_per_second
 

@@ -15,24 +15,26 @@ from pathlib import Path
 import torch
 from _common import emit
 
-from hfdl.models import style as S
+from hfdl.core.images import image_to_tensor
+from hfdl.tasks.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FeatureNetwork, GatysConfig, gatys, gatys_iter, load_feature_network
+from hfdl.tasks.style.model import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def per_eval_seconds(content, style, cfg: S.GatysConfig, net: S.FeatureNetwork, evals: int) -> float:
+def per_eval_seconds(content, style, cfg: GatysConfig, net: FeatureNetwork, evals: int) -> float:
     """Seconds per loss evaluation (forward + backward through the feature network), after one warm-up."""
-    warm = S.GatysConfig(**{**cfg.__dict__, "steps": 1, "preview_every": 1})
-    for _ in S.gatys_iter(content, [style], warm, net=net):
+    warm = GatysConfig(**{**cfg.__dict__, "steps": 1, "preview_every": 1})
+    for _ in gatys_iter(content, [style], warm, net=net):
         pass
-    run = S.GatysConfig(**{**cfg.__dict__, "steps": evals, "preview_every": evals})
+    run = GatysConfig(**{**cfg.__dict__, "steps": evals, "preview_every": evals})
     t0 = time.perf_counter()
-    for _ in S.gatys_iter(content, [style], run, net=net):
+    for _ in gatys_iter(content, [style], run, net=net):
         pass
     return (time.perf_counter() - t0) / (evals + 1)  # + the final loss evaluation
 
 
-def step_flops(net: S.FeatureNetwork, image: torch.Tensor) -> int:
+def step_flops(net: FeatureNetwork, image: torch.Tensor) -> int:
     """FLOPs of one loss evaluation: forward through `net`, backward from the requested layers to the image
     (the weights are frozen: only input gradients). What the cut can save, whatever the machine."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -45,9 +47,9 @@ def step_flops(net: S.FeatureNetwork, image: torch.Tensor) -> int:
 
 def truncation(content, style, layers: tuple[str, str | tuple], rounds: int, evals: int) -> dict:
     content_layer, style_layers = layers
-    cfg = S.GatysConfig(optimizer="adam", content_layer=content_layer, style_layers=style_layers)
-    cut = S.load_feature_network("vgg16", (content_layer, *style_layers), truncate=True)
-    full = S.load_feature_network("vgg16", (content_layer, *style_layers), truncate=False)
+    cfg = GatysConfig(optimizer="adam", content_layer=content_layer, style_layers=style_layers)
+    cut = load_feature_network("vgg16", (content_layer, *style_layers), truncate=True)
+    full = load_feature_network("vgg16", (content_layer, *style_layers), truncate=False)
     t_cut, t_full = [], []
     for _ in range(rounds):
         t_cut.append(per_eval_seconds(content, style, cfg, cut, evals))
@@ -61,7 +63,7 @@ def truncation(content, style, layers: tuple[str, str | tuple], rounds: int, eva
     }
 
 
-def fast_seconds(net: S.TransformerNet, content: torch.Tensor, repeats: int) -> float:
+def fast_seconds(net: TransformerNet, content: torch.Tensor, repeats: int) -> float:
     net.eval()
     net.stylize(content)  # warm-up
     times = []
@@ -83,22 +85,22 @@ def main() -> None:
     p.add_argument("--fast_repeats", type=int, default=10)
     a = p.parse_args()
 
-    content = S.image_to_tensor(data.astronaut(), a.size)
-    style = S.image_to_tensor(REPO / "spaces/style_transfer/styles/waves.png", a.size)
+    content = image_to_tensor(data.astronaut(), a.size)
+    style = image_to_tensor(REPO / "spaces/style_transfer/styles/waves.png", a.size)
 
     # per-step cost: the cut network vs the whole features stack (default layers, and a shallow set)
-    default = truncation(content, style, (S.DEFAULT_CONTENT_LAYER, S.DEFAULT_STYLE_LAYERS), a.step_rounds, a.step_evals)
+    default = truncation(content, style, (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS), a.step_rounds, a.step_evals)
     shallow = truncation(content, style, ("relu3_3", ("relu1_2", "relu2_2", "relu3_3")), a.step_rounds, a.step_evals)
 
     # the fast network at the same size: default architecture (untrained: same cost) and the bundled one
     torch.manual_seed(0)
-    fast_default = fast_seconds(S.TransformerNet(), content, a.fast_repeats)
+    fast_default = fast_seconds(TransformerNet(), content, a.fast_repeats)
     bundled_dir = next((d for d in sorted((REPO / "spaces/style_transfer/models").glob("*")) if (d / "model.safetensors").is_file()), None)
-    fast_bundled = fast_seconds(S.TransformerNet.from_pretrained(bundled_dir), content, a.fast_repeats) if bundled_dir else None
+    fast_bundled = fast_seconds(TransformerNet.from_pretrained(bundled_dir), content, a.fast_repeats) if bundled_dir else None
 
     # the full Gatys run with the defaults (L-BFGS, content init, default layers), timed end to end
     t0 = time.perf_counter()
-    result = S.gatys(content, [style], S.GatysConfig(steps=a.steps))
+    result = gatys(content, [style], GatysConfig(steps=a.steps))
     gatys_seconds = time.perf_counter() - t0
 
     emit(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.core.cli import parse_args, run_main  # noqa: E402
 
 
 @dataclass
@@ -27,7 +27,7 @@ class PullArguments:
 
 def main(argv: list[str] | None = None) -> str:
     (args,) = parse_args((PullArguments,), argv, positional=("repo_id",))
-    from hfdl.hub import pull
+    from hfdl.hub.push import pull
 
     path = pull(args.repo_id, revision=args.revision, repo_type=args.repo_type, local_dir=args.local_dir)
     print(path)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hfdl.cli import parse_args, run_main  # noqa: E402
-from hfdl.hub import check_repo_id  # noqa: E402
+from hfdl.core.cli import parse_args, run_main  # noqa: E402
+from hfdl.hub.push import check_repo_id  # noqa: E402
 
 
 @dataclass
@@ -33,7 +33,7 @@ class SpaceArguments:
 
 def main(argv: list[str] | None = None) -> str:
     (args,) = parse_args((SpaceArguments,), argv, positional=("space_dir",))
-    from hfdl.publish import push_space
+    from hfdl.hub.spaces import push_space
 
     url = push_space(args.space_dir, args.space_id, private=args.private, revision=args.revision)
     print(f"pushed Space {args.space_id}: {url}")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.core.cli import parse_args, run_main  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
-from hfdl.hub import check_repo_id  # noqa: E402
+from hfdl.hub.push import check_repo_id  # noqa: E402
 
 
 @dataclass
@@ -41,13 +41,16 @@ class PushArguments:
 
 def main(argv: list[str] | None = None) -> dict[str, str]:
     (args,) = parse_args((PushArguments,), argv, positional=("output_dir",))
-    from hfdl.publish import plans, push_run
+    from hfdl.hub.registry import plans, push_run
+    from hfdl.tasks import load_all
+
+    load_all()
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     if args.card_only:
         written = {}
         for name, plan in plans(args.output_dir, args.hub_model_id, only).items():
-            path = plan.files["model.safetensors"].parent / "README.md"
+            path = plan.model_folder / "README.md"
             plan.card.save(str(path))
             written[name] = str(path)
             print(f"{name}: card for {plan.repo_id} written to {path}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.core.cli import parse_args, run_main  # noqa: E402
 
 
 @dataclass
@@ -34,7 +34,7 @@ class SampleArguments:
 
 def main(argv: list[str] | None = None) -> str:
     (args,) = parse_args((SampleArguments,), argv)
-    from hfdl.models.char_lm import check_sampling, load_char_lm
+    from hfdl.tasks.char_lm.model import check_sampling, load_char_lm
 
     check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
     gen = load_char_lm(args.model)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hfdl.cli import parse_args, run_main  # noqa: E402
+from hfdl.core.cli import parse_args, run_main  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
 
 logger = logging.getLogger("stylize")
@@ -69,30 +69,32 @@ class StylizeArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from hfdl.models import style as S
+    from hfdl.core.images import image_to_tensor, tensor_to_image
+    from hfdl.tasks.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, GatysConfig, gatys
+    from hfdl.tasks.style.model import TransformerNet
 
     (args,) = parse_args((StylizeArguments,), argv)
-    content = S.image_to_tensor(args.content, args.size)
+    content = image_to_tensor(args.content, args.size)
     t0 = time.perf_counter()
     if args.method == "gatys":
-        styles = [S.image_to_tensor(p, args.style_size or args.size) for p in args.style]
-        cfg = S.GatysConfig(
+        styles = [image_to_tensor(p, args.style_size or args.size) for p in args.style]
+        cfg = GatysConfig(
             steps=args.steps, optimizer=args.optimizer, learning_rate=args.learning_rate, init=args.init,
-            content_layer=args.content_layer or S.DEFAULT_CONTENT_LAYER,
-            style_layers=tuple(args.style_layers.split(",")) if args.style_layers else S.DEFAULT_STYLE_LAYERS,
+            content_layer=args.content_layer or DEFAULT_CONTENT_LAYER,
+            style_layers=tuple(args.style_layers.split(",")) if args.style_layers else DEFAULT_STYLE_LAYERS,
             content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
             preserve_colour=args.preserve_colour, feature_net=args.feature_net, seed=args.seed,
         )  # fmt: skip
-        result = S.gatys(content, styles, cfg, style_weights=args.style_weights or None, callback=lambda n, _img, losses: logger.info("step %d %s", n, losses))
+        result = gatys(content, styles, cfg, style_weights=args.style_weights or None, callback=lambda n, _img, losses: logger.info("step %d %s", n, losses))
         image, losses, steps = result.image, result.losses, result.steps
     else:
-        net = S.TransformerNet.from_pretrained(args.model)
+        net = TransformerNet.from_pretrained(args.model)
         image = net.stylize(content, strength=args.strength, preserve_colour=args.preserve_colour)
         losses, steps = {}, 1
     seconds = time.perf_counter() - t0
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    S.tensor_to_image(image).save(out)
+    tensor_to_image(image).save(out)
     summary = {"output": str(out), "method": args.method, "size": list(image.shape[-2:]), "steps": steps, "seconds": round(seconds, 3), **losses}
     print(json.dumps(summary))
     return summary

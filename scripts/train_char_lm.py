@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Character-level RNN / LSTM / GRU language model with stateful truncated BPTT, or a side-by-side comparison.
 
-    accelerate launch --config_file configs/accelerate/cpu.yaml scripts/train_char_lm.py --corpus austen --output_dir outputs/austen_lstm
-    accelerate launch ... scripts/train_char_lm.py --train_file my.txt --model_type gru --output_dir outputs/my_gru
-    accelerate launch ... scripts/train_char_lm.py --corpus austen --compare rnn,lstm,gru --time_budget_minutes 4 --output_dir outputs/austen_compare
+    accelerate launch -q scripts/train_char_lm.py --corpus austen --time_budget_minutes 15       # the best measured recipe (GRU)
+    accelerate launch -q scripts/train_char_lm.py --train_file my.txt --model_type lstm --output_dir outputs/my_lstm
+    accelerate launch -q scripts/train_char_lm.py --corpus austen --compare rnn,lstm,gru --time_budget_minutes 5 --output_dir outputs/austen_compare
 
 A single .json or .yaml argument is read as a config file (HfArgumentParser).
 """
@@ -19,22 +19,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hfdl.char_lm import CharLMArguments, SamplingArguments, TextDataArguments, run  # noqa: E402
-from hfdl.cli import parse_args, run_main  # noqa: E402
-from hfdl.hub import HubArguments  # noqa: E402
-from hfdl.publish import check_before_training, push_after_training  # noqa: E402
-from hfdl.training import TrainingArguments  # noqa: E402
-
-DEFAULT_OUTPUT_DIR = "outputs/char_lm"
+from hfdl.core.cli import parse_args, run_main  # noqa: E402
+from hfdl.hub.args import HubArguments  # noqa: E402
+from hfdl.hub.registry import check_before_training, push_after_training  # noqa: E402
+from hfdl.tasks.char_lm.args import CharLMArguments, CharLMTrainingArguments, SamplingArguments, TextDataArguments  # noqa: E402
+from hfdl.tasks.char_lm.pipeline import run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cargs, dargs, sargs, targs, hargs = parse_args((CharLMArguments, TextDataArguments, SamplingArguments, TrainingArguments, HubArguments), argv)
-    if targs.output_dir == TrainingArguments.output_dir:  # the shared default names another task
-        targs.output_dir = DEFAULT_OUTPUT_DIR
-    check_before_training(hargs)
-    results = run(cargs, dargs, sargs, targs, argv)
-    push_after_training(hargs, targs.output_dir)
+    model_args, data_args, sampling_args, training_args, hub_args = parse_args(
+        (CharLMArguments, TextDataArguments, SamplingArguments, CharLMTrainingArguments, HubArguments), argv
+    )
+    check_before_training(hub_args)
+    results = run(model_args, data_args, sampling_args, training_args, argv)
+    push_after_training(hub_args, training_args.output_dir)
     return results
 
 

@@ -96,19 +96,18 @@ def compare_run(tmp_path_factory, tiny_backbone, imagefolder):
     return out, finetune.main(argv)
 
 
-def accelerate_launch(script: str, args: list[str], env_extra: dict | None = None):
-    """Run `scripts/<script>` through the real `accelerate launch` with the checked-in CPU config."""
+def accelerate_launch(
+    script: str, args: list[str], env_extra: dict | None = None, config: str | None = "configs/accelerate/cpu.yaml", launcher_args: tuple[str, ...] = ()
+):
+    """Run `scripts/<script>` through the real `accelerate launch` (with the checked-in CPU config, or
+    `config=None`: as a user types it, with no config file; the tests' HF_HOME holds no default config)."""
     import subprocess
     import sys
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "configs/accelerate/cpu.yaml"),
-        str(REPO / "scripts" / script),
-        *args,
-    ]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args]
+    if config is not None:
+        cmd += ["--config_file", str(REPO / config)]
+    cmd += [str(REPO / "scripts" / script), *args]
     env = {**os.environ, **(env_extra or {})}
+    env.pop("OMP_NUM_THREADS", None)  # what a user's shell has: the launcher decides
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL)

@@ -18,10 +18,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 try:
-    from hfdl.models import style as S
+    from hfdl.core.images import MAX_INPUT_PIXELS, image_to_tensor, open_image, tensor_to_image
+    from hfdl.tasks.style.gatys import GatysConfig, gatys_iter
+    from hfdl.tasks.style.model import TransformerNet
 except ImportError:  # a checkout of the repository: use its hfdl package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from hfdl.models import style as S
+    from hfdl.core.images import MAX_INPUT_PIXELS, image_to_tensor, open_image, tensor_to_image
+    from hfdl.tasks.style.gatys import GatysConfig, gatys_iter
+    from hfdl.tasks.style.model import TransformerNet
 
 from hfdl.errors import HfdlError  # noqa: E402
 
@@ -52,8 +56,8 @@ FAST_MODELS = fast_models()
 
 
 @functools.lru_cache(maxsize=4)
-def load_fast_model(source: str) -> S.TransformerNet:
-    return S.TransformerNet.from_pretrained(source)
+def load_fast_model(source: str) -> TransformerNet:
+    return TransformerNet.from_pretrained(source)
 
 
 class ImageInput(gr.Image):
@@ -74,7 +78,7 @@ class ImageInput(gr.Image):
 def _check_image(img, what: str) -> None:
     if img is None:
         raise gr.Error(f"No {what}: upload one (or pick an example below)", print_exception=False)
-    if img.width * img.height > S.MAX_INPUT_PIXELS:
+    if img.width * img.height > MAX_INPUT_PIXELS:
         raise gr.Error(f"The {what} has {img.width}x{img.height} pixels, more than this demo decodes: downscale it first", print_exception=False)
     if max(img.size) > LARGE_UPLOAD:
         gr.Warning(f"The {what} is large ({img.width}x{img.height}); it was resized to the output size.")
@@ -98,7 +102,7 @@ def run_style_transfer(
     size = int(min(max(int(size), 32), MAX_SIZE))
     t0 = time.perf_counter()
     try:
-        content_t = S.image_to_tensor(content, size)
+        content_t = image_to_tensor(content, size)
         if method == "fast":
             if not FAST_MODELS:
                 raise gr.Error("No fast style network is available here: choose optimisation, or set HFDL_STYLE_MODELS to Hub ids", print_exception=False)
@@ -106,21 +110,21 @@ def run_style_transfer(
             if style is not None:
                 gr.Info("Fast mode uses the style its network was trained on; the style image is ignored.")
             out = load_fast_model(FAST_MODELS[name]).stylize(content_t, strength=float(strength), preserve_colour=bool(preserve_colour))
-            yield S.tensor_to_image(out), f"Stylised: fast network {name}, {out.shape[-1]}x{out.shape[-2]} px, {time.perf_counter() - t0:.2f} s"
+            yield tensor_to_image(out), f"Stylised: fast network {name}, {out.shape[-1]}x{out.shape[-2]} px, {time.perf_counter() - t0:.2f} s"
             return
         if style is None and bundled_style in STYLES:
-            style = S.open_image(STYLES[bundled_style])
+            style = open_image(STYLES[bundled_style])
         _check_image(style, "style image")
-        cfg = S.GatysConfig(
+        cfg = GatysConfig(
             steps=int(steps), style_weight=1e6 * max(float(strength), 1e-3), preserve_colour=bool(preserve_colour), preview_every=max(1, int(steps) // 10)
         )
-        for n, image, losses in S.gatys_iter(content_t, [S.image_to_tensor(style, size)], cfg):
+        for n, image, losses in gatys_iter(content_t, [image_to_tensor(style, size)], cfg):
             done = "" if n < int(steps) else "done, "
             status = (
                 f"Stylised: optimisation, {done}{n}/{int(steps)} steps, {image.shape[-1]}x{image.shape[-2]} px, {time.perf_counter() - t0:.1f} s "
                 f"(content loss {losses['content_loss']:.3g}, style loss {losses['style_loss']:.3g})"
             )
-            yield S.tensor_to_image(image), status
+            yield tensor_to_image(image), status
     except HfdlError as err:
         raise gr.Error(str(err), print_exception=False) from None
 

@@ -1,0 +1,1 @@
+"""What every task shares: the training loop, the run folder, reports, image I/O, timm backbones, metrics, script plumbing."""

@@ -1,0 +1,93 @@
+"""timm backbones from any source: a local folder, an offline asset, a Hub id or a timm name.
+
+One resolver and one constructor that every image task uses (classification heads today; detection,
+segmentation and similarity build on `create_backbone(..., features_only=True)` or `num_classes=0`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import timm
+from torch import nn
+
+from hfdl import assets
+from hfdl.errors import HfdlError
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_source(model_name_or_path: str) -> tuple[str, str]:
+    """Return (kind, name) with kind in local | offline | hub | timm, in that resolution order."""
+    if os.path.isdir(model_name_or_path):
+        if not os.path.isfile(os.path.join(model_name_or_path, "config.json")):
+            raise HfdlError(f"{model_name_or_path} is a directory without config.json: pass a folder saved by hfdl or timm.save_for_hf")
+        return "local", model_name_or_path
+    if model_name_or_path in assets.BACKBONES:
+        return "offline", model_name_or_path
+    name = model_name_or_path.removeprefix("hf-hub:")
+    if "/" in name:
+        return "hub", name
+    if timm.is_model(name):
+        return "timm", name
+    raise HfdlError(
+        f"unknown model '{model_name_or_path}': pass a local folder, an offline backbone ({', '.join(assets.BACKBONES)}), "
+        "a Hub id like timm/resnet50.a1_in1k or a timm architecture name (see timm.list_models())"
+    )
+
+
+def base_model_id(model_name_or_path: str) -> str | None:
+    """The Hub id of the pretrained weights a run starts from (None for a local folder of unknown origin)."""
+    kind, name = resolve_model_source(model_name_or_path)
+    if kind == "offline":
+        return assets.BACKBONES[name].hub_equivalent
+    if kind == "hub":
+        return name
+    if kind == "timm":
+        cfg = timm.models.get_pretrained_cfg(name)
+        return getattr(cfg, "hf_hub_id", None) or None
+    base = json.loads((Path(name) / "config.json").read_text()).get("hfdl", {}).get("base_model")
+    return base_model_id(base) if base and base != model_name_or_path and not os.path.isdir(base) else None
+
+
+def create_backbone(model_name_or_path: str, pretrained: bool = True, **kwargs) -> nn.Module:
+    """`timm.create_model` for any source, with timm's keyword arguments (`num_classes`, `features_only`,
+    `drop_rate`...). Offline assets load their real weights strictly; Hub ids go through `hf-hub:`."""
+    kind, name = resolve_model_source(model_name_or_path)
+    if kind == "offline":
+        asset = assets.BACKBONES[name]
+        if not pretrained:
+            return timm.create_model(asset.architecture, pretrained=False, pretrained_cfg_overlay=asset.pretrained_cfg, **kwargs)
+        return assets.create_offline_backbone(name, **kwargs)
+    timm_name = {"local": f"local-dir:{name}", "hub": f"hf-hub:{name}"}.get(kind, name)
+    try:
+        return timm.create_model(timm_name, pretrained=pretrained, **kwargs)
+    except HfdlError:
+        raise
+    except Exception as err:
+        raise _load_error(model_name_or_path, err) from err
+
+
+def _hub_id(name: str) -> str:
+    """The Hub repo behind a model name: the id itself, or the repo timm downloads a bare architecture from."""
+    name = name.removeprefix("hf-hub:")
+    if "/" in name:
+        return name
+    try:
+        return timm.models.get_pretrained_cfg(name).hf_hub_id or name
+    except Exception:
+        return name
+
+
+def _load_error(name: str, err: Exception) -> HfdlError:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    offline = ", ".join(assets.BACKBONES)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or any(w in text.lower() for w in ("offline", "connect", "resolve", "network", "timed out")):
+        return HfdlError(
+            f"could not fetch '{name}' from the Hub (offline and not cached: {type(err).__name__}): "
+            f"prefetch it online with `python scripts/pull.py {_hub_id(name)}`, or use an offline backbone: {offline}"
+        )
+    return HfdlError(f"could not load model '{name}' ({type(err).__name__}: {text}): check the name, or use an offline backbone: {offline}")

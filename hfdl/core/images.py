@@ -1,0 +1,129 @@
+"""Image I/O every task shares: image datasets (Hub id, imagefolder, saved folder, offline name) and single
+images (path, PIL or array -> RGB; tensors in [0, 1])."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import torch
+
+from hfdl import assets
+from hfdl.errors import HfdlError
+
+logger = logging.getLogger(__name__)
+
+EVAL_SPLIT_NAMES = ("validation", "valid", "val", "test")
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    train_dir: str | None = None,
+    validation_dir: str | None = None,
+    dataset_config_name: str | None = None,
+    cache_dir: str | None = None,
+) -> tuple[datasets.DatasetDict, str]:
+    """Resolve a dataset and return it with a description of where it came from.
+
+    Order: `--train_dir/--validation_dir` imagefolders, a local directory given as `dataset_name`,
+    an offline asset name (`fashion_mnist`, `digits`), then a Hub dataset id (real Hub path, HF cache,
+    `HF_HUB_OFFLINE` honoured).
+    """
+    if train_dir or validation_dir:
+        if dataset_name:
+            raise HfdlError("pass either --dataset_name or --train_dir/--validation_dir, not both")
+        data_files = {}
+        for split, d in (("train", train_dir), ("validation", validation_dir)):
+            if d is None:
+                continue
+            if not os.path.isdir(d):
+                raise HfdlError(f"--{split if split == 'train' else 'validation'}_dir {d} is not a directory: pass a folder with one subfolder per class")
+            data_files[split] = os.path.join(d, "**")
+        if "train" not in data_files:
+            raise HfdlError("--validation_dir needs --train_dir too")
+        return _guard(lambda: datasets.load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir), "imagefolder"), f"imagefolder {train_dir}"
+    if not dataset_name:
+        raise HfdlError("no data: pass --dataset_name (Hub id or one of: fashion_mnist, digits) or --train_dir DIR")
+    if os.path.isdir(dataset_name):
+        if os.path.isfile(os.path.join(dataset_name, "dataset_dict.json")):
+            return datasets.load_from_disk(dataset_name), f"saved DatasetDict {dataset_name}"
+        return _guard(lambda: datasets.load_dataset("imagefolder", data_dir=dataset_name, cache_dir=cache_dir), dataset_name), f"imagefolder {dataset_name}"
+    if dataset_name in assets.DATASETS:
+        return assets.load_offline_dataset(dataset_name), f"offline asset {dataset_name} ({assets.DATASETS[dataset_name].source})"
+    # datasets >= 4 runs no dataset scripts: Hub datasets load as data files only (no remote code).
+    hub = _guard(lambda: datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir), dataset_name)
+    return hub, f"Hub dataset {dataset_name}"
+
+
+def _guard(fn: Callable[[], datasets.DatasetDict], name: str) -> datasets.DatasetDict:
+    try:
+        out = fn()
+    except HfdlError:
+        raise
+    except Exception as err:  # datasets raises many types; the user needs one line
+        offline = ", ".join(assets.DATASETS)
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = "check the id or connect to the internet"
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in msg.lower() or "connect" in msg.lower():
+            hint = "you seem to be offline and it is not cached: prefetch it with internet"
+        raise HfdlError(f"could not load dataset '{name}' ({type(err).__name__}: {msg[:200]}); {hint}, or use an offline dataset: {offline}") from err
+    if not isinstance(out, datasets.DatasetDict):
+        out = datasets.DatasetDict({"train": out})
+    return out
+
+
+MAX_INPUT_PIXELS = 50_000_000  # refuse decompression bombs before resizing
+
+
+def open_image(source) -> "PIL.Image.Image":  # noqa: F821
+    """A path, PIL image or HxWx3 uint8 array as an RGB PIL image; a one-line error if it is not an image."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        img = Image.fromarray(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise HfdlError(f"image {path} does not exist: pass the path of a PNG/JPEG file")
+        try:
+            img = Image.open(path)
+            if img.width * img.height > MAX_INPUT_PIXELS:
+                raise HfdlError(f"image {path} has {img.width}x{img.height} pixels, more than we decode: downscale it first")
+            img.load()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+            raise HfdlError(f"{path} is not a readable image ({type(err).__name__}): pass a PNG or JPEG file") from err
+    if img.mode != "RGB":
+        img = img.convert("RGBA").convert("RGB") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
+    return img
+
+
+def image_to_tensor(image, size: int | None = None) -> torch.Tensor:
+    """RGB image -> (1, 3, H, W) in [0, 1], its longer side resized to `size` (aspect kept)."""
+    import numpy as np
+    from PIL import Image
+
+    img = open_image(image)
+    if size is not None:
+        scale = size / max(img.size)
+        new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        if new != img.size:
+            img = img.resize(new, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_image(x: torch.Tensor) -> "PIL.Image.Image":  # noqa: F821
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> RGB PIL image."""
+    from PIL import Image
+
+    x = x.detach().float().cpu()
+    if x.ndim == 4:
+        x = x[0]
+    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr, mode="RGB")

@@ -1,0 +1,220 @@
+"""Image-classification data: columns, splits (stratified holdout and subsets), unreadable images, timm transforms."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from hfdl.core.images import EVAL_SPLIT_NAMES
+from hfdl.errors import HfdlError
+
+logger = logging.getLogger(__name__)
+
+
+def find_columns(ds: datasets.Dataset, image_column: str | None, label_column: str | None) -> tuple[str, str]:
+    """Auto-detect the image and label columns (or validate the given ones) with listing errors."""
+    feats = ds.features
+    cols = list(feats)
+    if image_column is None:
+        found = [c for c, f in feats.items() if isinstance(f, datasets.Image)]
+        if len(found) != 1:
+            what = "no" if not found else "several"
+            raise HfdlError(f"{what} image columns found among {cols}: pass --image_column NAME")
+        image_column = found[0]
+    elif image_column not in feats:
+        raise HfdlError(f"--image_column '{image_column}' is not a column; the columns are {cols}")
+    if label_column is None:
+        found = [c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)]
+        if not found:
+            found = [c for c in ("label", "labels", "class", "target") if c in feats]
+        if len(found) != 1:
+            what = "no" if not found else "several"
+            raise HfdlError(f"{what} label columns found among {cols}: pass --label_column NAME")
+        label_column = found[0]
+    elif label_column not in feats:
+        raise HfdlError(f"--label_column '{label_column}' is not a column; the columns are {cols}")
+    return image_column, label_column
+
+
+@dataclass
+class PreparedData:
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    eval_split: str
+    label_names: list[str]
+    image_column: str
+    label_column: str
+    source: str
+
+
+def prepare_splits(
+    dsd: datasets.DatasetDict,
+    source: str,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    train_val_split: float = 0.15,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 42,
+    max_bad_image_fraction: float = 0.01,
+) -> PreparedData:
+    """Pick train/eval splits (stratified split when there is no eval split), subsample, drop corrupt images."""
+    if "train" not in dsd:
+        raise HfdlError(f"the dataset has no 'train' split (splits: {list(dsd)}): pass a dataset with a train split or --train_dir")
+    train = dsd["train"]
+    image_column, label_column = find_columns(train, image_column, label_column)
+    if not isinstance(train.features[label_column], datasets.ClassLabel):
+        train = train.class_encode_column(label_column)
+    label_names = list(train.features[label_column].names)
+    if len(train) == 0:
+        raise HfdlError("the train split is empty: point --dataset_name/--train_dir at data with images")
+    eval_split = next((s for s in EVAL_SPLIT_NAMES if s in dsd), None)
+    if eval_split is not None:
+        evald = dsd[eval_split]
+        if not isinstance(evald.features[label_column], datasets.ClassLabel):
+            evald = evald.cast_column(label_column, train.features[label_column])
+        elif evald.features[label_column].names != label_names:
+            raise HfdlError(f"the '{eval_split}' split has labels {evald.features[label_column].names} but train has {label_names}: fix the split folders")
+    else:
+        if not 0.0 < train_val_split < 1.0:
+            raise HfdlError(f"--train_val_split must be in (0, 1), got {train_val_split}")
+        try:
+            parts = train.train_test_split(test_size=train_val_split, stratify_by_column=label_column, seed=seed)
+        except ValueError:  # a class too small to stratify
+            parts = train.train_test_split(test_size=train_val_split, seed=seed)
+        train, evald, eval_split = parts["train"], parts["test"], f"train[{train_val_split:.0%} stratified holdout, seed {seed}]"
+    if max_train_samples is not None and max_train_samples < len(train):
+        train = _stratified_subset(train, label_column, max_train_samples, seed)
+    if max_eval_samples is not None and max_eval_samples < len(evald):
+        evald = _stratified_subset(evald, label_column, max_eval_samples, seed)
+    train = drop_unreadable(train, image_column, max_bad_image_fraction, "train")
+    evald = drop_unreadable(evald, image_column, max_bad_image_fraction, "eval")
+    return PreparedData(train, evald, eval_split, label_names, image_column, label_column, source)
+
+
+def _stratified_subset(ds: datasets.Dataset, label_column: str, n: int, seed: int) -> datasets.Dataset:
+    try:
+        return ds.train_test_split(train_size=n, stratify_by_column=label_column, seed=seed)["train"]
+    except ValueError:
+        return ds.shuffle(seed=seed).select(range(n))
+
+
+def _readable(example: dict, image_column: str) -> bool:
+    img = example[image_column]
+    try:
+        if isinstance(img, Image.Image):
+            img.load()
+            return True
+        if img is None:
+            return False
+        import io
+
+        with Image.open(io.BytesIO(img["bytes"]) if img.get("bytes") else img["path"]) as im:
+            im.load()
+        return True
+    except Exception:  # any decoding failure marks the image unreadable
+        return False
+
+
+def drop_unreadable(ds: datasets.Dataset, image_column: str, max_fraction: float, split: str) -> datasets.Dataset:
+    """Skip images PIL cannot decode; raise when more than `max_fraction` of them are bad."""
+    if len(ds) == 0:
+        raise HfdlError(f"the {split} split is empty after selection: lower --train_val_split or raise --max_{split}_samples")
+    raw = ds.cast_column(image_column, datasets.Image(decode=False))
+    keep = raw.map(
+        lambda ex: {"_ok": _readable(ex, image_column)}, remove_columns=[c for c in raw.column_names if c != image_column], desc=f"checking {split} images"
+    )["_ok"]
+    bad = len(keep) - sum(keep)
+    if bad == 0:
+        return ds
+    if bad / len(keep) > max_fraction:
+        raise HfdlError(f"{bad} of {len(keep)} {split} images are unreadable (over {max_fraction:.0%}): fix or remove them, or raise --max_bad_image_fraction")
+    logger.warning("skipped %d unreadable %s images of %d", bad, split, len(keep))
+    return ds.select([i for i, ok in enumerate(keep) if ok])
+
+
+# --------------------------------------------------------------------------------------------------
+# Transforms
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AugmentConfig:
+    hflip: float = 0.5
+    rotation: float = 0.0  # degrees
+    translate: float = 0.0  # fraction of the image size
+    scale_min: float = 0.08  # RandomResizedCrop lower scale bound ("scale" and "random crop")
+    gaussian_noise: float = 0.0  # std in normalised units
+    auto_augment: str | None = None  # timm string, e.g. "rand-m9-mstd0.5"
+
+
+def build_transforms(data_config: dict, aug: AugmentConfig | None) -> tuple[Callable, Callable]:
+    """Train and eval transforms from the backbone's own timm data config (plus the lecture's augmentations)."""
+    from timm.data import create_transform
+    from torchvision.transforms import v2
+
+    eval_tf = create_transform(**data_config, is_training=False)
+    if aug is None:
+        return eval_tf, eval_tf
+    primary, secondary, final = create_transform(
+        **{k: v for k, v in data_config.items() if k != "crop_pct" and k != "crop_mode"},
+        is_training=True,
+        scale=(aug.scale_min, 1.0),
+        hflip=aug.hflip,
+        auto_augment=aug.auto_augment,
+        color_jitter=None,
+        re_prob=0.0,
+        separate=True,
+    )
+    steps = list(primary.transforms)
+    if aug.rotation or aug.translate:
+        steps.append(v2.RandomAffine(degrees=aug.rotation, translate=(aug.translate, aug.translate) if aug.translate else None))
+    steps += list(secondary.transforms) + list(final.transforms)
+    if aug.gaussian_noise:
+        steps.append(v2.GaussianNoise(sigma=aug.gaussian_noise, clip=False))
+    return v2.Compose(steps), eval_tf
+
+
+class TransformedImages(torch.utils.data.Dataset):
+    """(pixel_values, label) view of a Dataset; grayscale/RGBA converted to RGB.
+
+    With `seed` set, randomness of the transform is a pure function of (seed, epoch, index): the
+    same sample gets the same augmentation whatever the worker count, and a resumed run sees exactly
+    the batches an uninterrupted one would.
+    """
+
+    def __init__(self, ds: datasets.Dataset, image_column: str, label_column: str, transform: Callable, seed: int | None = None):
+        self.ds, self.image_column, self.label_column, self.transform, self.seed = ds, image_column, label_column, transform, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
+        ex = self.ds[int(idx)]
+        img = ex[self.image_column]
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        if self.seed is None:
+            x = self.transform(img)
+        else:
+            sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + int(idx)) % (2**63)
+            py_state, np_state = random.getstate(), np.random.get_state()
+            with torch.random.fork_rng(devices=[]):  # timm/torchvision draw from all three generators
+                torch.manual_seed(sample_seed)
+                random.seed(sample_seed)
+                np.random.seed(sample_seed % 2**32)
+                x = self.transform(img)
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+        return x, ex[self.label_column]

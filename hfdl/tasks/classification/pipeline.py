@@ -1,0 +1,272 @@
+"""Transfer learning with timm backbones: feature-based vs fine-tuning vs scratch, measured side by side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from hfdl import assets
+from hfdl.core.backbones import base_model_id, resolve_model_source
+from hfdl.core.images import load_image_dataset
+from hfdl.core.metrics import evaluate_classifier, plot_confusion_matrix
+from hfdl.core.rundir import ALL_RESULTS, RESULTS, RUN_CONFIG, check_output_dir, run_config, run_variants, write_json
+from hfdl.core.runtime import PeakMemory
+from hfdl.core.training import make_accelerator, tensor_loader, train
+from hfdl.tasks.classification import model as classifier
+from hfdl.tasks.classification.args import ClassificationTrainingArguments, DataArguments, ModelArguments
+from hfdl.tasks.classification.card import write_cards
+from hfdl.tasks.classification.data import PreparedData, TransformedImages, build_transforms, prepare_splits
+from hfdl.tasks.classification.report import write_comparison
+
+logger = logging.getLogger(__name__)
+
+TASK = "image-classification"
+OUTPUTS = ("config.json", "model.safetensors", "confusion_matrix.png")  # each strategy folder, besides the common files
+
+
+def data_config_for(model: torch.nn.Module, image_size: int | None) -> dict:
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(model)
+    if image_size is not None:
+        cfg["input_size"] = (3, image_size, image_size)
+        cfg["crop_pct"] = 1.0  # small inputs: keep the whole image
+    return cfg
+
+
+def _weights_fingerprint(model: torch.nn.Module, skip: set[str]) -> str:
+    h = hashlib.sha256()
+    for n, t in model.state_dict().items():
+        if n not in skip:
+            h.update(n.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_features(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    images: TransformedImages,
+    cache_dir: Path,
+    batch_size: int,
+    num_workers: int,
+    channels_last: bool,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Pooled frozen-backbone features of every image (eval transform), computed once and cached on disk.
+
+    The key covers the backbone weights, the exact data (datasets fingerprint) and the transform.
+    Returns (features, labels, cache_hit).
+    """
+    from safetensors.torch import load_file, save_file
+
+    head = classifier.head_parameter_names(model)
+    key_src = json.dumps(
+        {
+            "weights": _weights_fingerprint(model, skip=head),
+            "data": images.ds._fingerprint,
+            "n": len(images),
+            "transform": repr(images.transform),
+            "image_column": images.image_column,
+        },
+        sort_keys=True,
+    )
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    path = cache_dir / f"{key}.safetensors"
+    with accelerator.main_process_first():
+        if not path.is_file() and accelerator.is_main_process:
+            loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+            feats, labels = [], []
+            model.eval().to(accelerator.device)
+            from tqdm.auto import tqdm
+
+            with torch.inference_mode(), accelerator.autocast():
+                for x, y in tqdm(loader, desc="caching features", disable=not accelerator.is_local_main_process, dynamic_ncols=True):
+                    x = x.to(accelerator.device)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    feats.append(classifier.pooled_features(model, x).float().cpu())
+                    labels.append(torch.as_tensor(y))
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            save_file({"features": torch.cat(feats), "labels": torch.cat(labels)}, str(tmp), metadata={"key": key_src})
+            tmp.replace(path)
+            hit = False
+        else:
+            hit = True
+    data = load_file(str(path))
+    return data["features"], data["labels"], hit
+
+
+def _cl(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+def run_strategy(
+    strategy: str,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: ClassificationTrainingArguments,
+    accelerator: Accelerator,
+    data: PreparedData,
+) -> dict:
+    """Train one strategy; save `<output_dir>/<strategy>/` (timm layout + confusion matrix); return its results."""
+    from torch.utils.data import DataLoader
+
+    run_dir = Path(training_args.output_dir) / strategy
+    num_classes = len(data.label_names)
+    t_wall = time.perf_counter()
+    mem = PeakMemory()
+    with mem:
+        torch.manual_seed(training_args.seed)
+        model = classifier.create_classifier(model_args.model_name_or_path, num_classes, pretrained=strategy != "scratch")
+        if model_args.head == "mlp":
+            classifier.set_classifier(model, classifier.make_head(model.num_features, num_classes, "mlp", model_args.head_hidden_size, model_args.head_dropout))
+        if model_args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        data_cfg = data_config_for(model, data_args.image_size)
+        train_tf, eval_tf = build_transforms(data_cfg, data_args.augment())
+        frozen = classifier.apply_strategy(model, strategy, model_args.unfreeze)
+        total_params = sum(p.numel() for p in model.parameters())
+        trainable = classifier.trainable_parameters(model)
+        eval_images = TransformedImages(data.eval, data.image_column, data.label_column, eval_tf)
+        extra: dict = {}
+        cl = model_args.channels_last
+
+        def evaluator(eval_dl, forward=None):
+            """Every epoch's evaluation, confusion matrix included (the last one is the reported one)."""
+            return lambda m: evaluate_classifier(accelerator, m, eval_dl, num_classes, forward=forward, confusion=True)
+
+        if strategy == "feature":
+            cache = Path(model_args.feature_cache_dir) if model_args.feature_cache_dir else assets.hfdl_cache_dir() / "features"
+            t_feat = time.perf_counter()
+            kw = dict(cache_dir=cache, batch_size=training_args.per_device_eval_batch_size, num_workers=training_args.dataloader_num_workers, channels_last=cl)
+            train_images = TransformedImages(data.train, data.image_column, data.label_column, eval_tf)
+            xtr, ytr, hit_tr = cached_features(accelerator, model, train_images, **kw)
+            xev, yev, hit_ev = cached_features(accelerator, model, eval_images, **kw)
+            extra["feature_extraction_seconds"] = time.perf_counter() - t_feat
+            extra["feature_cache_hit"] = hit_tr and hit_ev
+            torch.manual_seed(training_args.seed)  # the head's init must not depend on whether the cache was hit
+            head = classifier.make_head(model.num_features, num_classes, model_args.head, model_args.head_hidden_size, model_args.head_dropout)
+            train_dl = tensor_loader(xtr, ytr, batch_size=training_args.per_device_train_batch_size, shuffle=True)
+            eval_dl = accelerator.prepare(tensor_loader(xev, yev, batch_size=training_args.per_device_eval_batch_size))
+            head_args = replace(training_args, num_train_epochs=model_args.head_epochs, max_train_steps=None, weight_decay=model_args.head_weight_decay)
+
+            head, result = train(
+                accelerator, head, None, train_dl, head_args, run_dir,
+                compute_loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
+                evaluate=evaluator(eval_dl), run_name=strategy, learning_rate=model_args.head_learning_rate,
+            )  # fmt: skip
+            final = result.final_metrics  # the last epoch's evaluation
+            model = classifier.attach_head(model, head)
+            epochs = head_args.num_train_epochs
+        else:
+            train_images = TransformedImages(data.train, data.image_column, data.label_column, train_tf, seed=training_args.seed)
+            train_dl = DataLoader(
+                train_images,
+                batch_size=training_args.per_device_train_batch_size,
+                shuffle=True,
+                num_workers=training_args.dataloader_num_workers,
+                drop_last=len(train_images) > training_args.per_device_train_batch_size,
+            )
+            eval_dl = accelerator.prepare(
+                DataLoader(eval_images, batch_size=training_args.per_device_eval_batch_size, num_workers=training_args.dataloader_num_workers)
+            )
+
+            def forward(m, x):
+                return m(_cl(x, cl))
+
+            def train_mode(m):
+                classifier.frozen_modules_to_eval(m.train())
+
+            groups = classifier.optimizer_param_groups(
+                model, training_args.learning_rate, training_args.weight_decay, model_args.backbone_lr_scale if strategy == "finetune" else 1.0
+            )
+            model, result = train(
+                accelerator, model, groups, train_dl, training_args, run_dir,
+                compute_loss=lambda m, b: torch.nn.functional.cross_entropy(forward(m, b[0]), b[1]),
+                evaluate=evaluator(eval_dl, forward), train_mode=train_mode, run_name=strategy,
+            )  # fmt: skip
+            final = result.final_metrics
+            epochs = training_args.epochs
+        wall = time.perf_counter() - t_wall
+
+    results = {
+        "eval_accuracy": final["eval_accuracy"],
+        "eval_f1_macro": final["eval_f1_macro"],
+        **({"eval_top5": final["eval_top5"]} if "eval_top5" in final else {}),
+        "eval_loss": final["eval_loss"],
+        "train_seconds": result.train_seconds,
+        "train_samples_per_second": result.train_samples_per_second,
+        "wall_seconds": wall,
+        "trainable_params": trainable,
+        "total_params": total_params,
+        "frozen_params": total_params - trainable,
+        "peak_rss_mb": mem.peak_rss_mb,
+        **({"peak_cuda_mb": mem.peak_cuda_mb} if mem.peak_cuda_mb is not None else {}),
+        "epochs": epochs,
+        "train_samples": len(data.train),
+        "eval_samples": len(data.eval),
+        **extra,
+    }
+    if accelerator.is_main_process:
+        classifier.save_classifier(
+            model.to(memory_format=torch.contiguous_format), run_dir, data.label_names, data_cfg, head=model_args.head,
+            extra={"hfdl": {"strategy": strategy, "base_model": model_args.model_name_or_path, "frozen_param_tensors": len(frozen)}},
+        )  # fmt: skip
+        plot_confusion_matrix(
+            final["confusion_matrix"], data.label_names, str(run_dir / "confusion_matrix.png"), f"{strategy}: accuracy {final['eval_accuracy']:.4f}"
+        )
+        write_json(run_dir / "history.json", result.history)
+        write_json(run_dir / RESULTS, results)
+    accelerator.wait_for_everyone()
+    accelerator.free_memory()
+    return results
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: ClassificationTrainingArguments, argv: list[str] | None = None) -> dict:
+    """The whole pipeline: data, each strategy, all_results.json, and the comparison for several strategies."""
+    out = Path(training_args.output_dir)
+    strategies = model_args.strategies
+    check_output_dir(out, [out / s for s in strategies], training_args, OUTPUTS)
+    accelerator = make_accelerator(training_args)
+    resolve_model_source(model_args.model_name_or_path)  # fail on an unknown model before loading data
+    dsd, source = load_image_dataset(data_args.dataset_name, data_args.train_dir, data_args.validation_dir, data_args.dataset_config_name)
+    with accelerator.main_process_first():
+        data = prepare_splits(
+            dsd, source, data_args.image_column, data_args.label_column, data_args.train_val_split,
+            data_args.max_train_samples, data_args.max_eval_samples, training_args.seed, data_args.max_bad_image_fraction,
+        )  # fmt: skip
+    accelerator.print(f"data: {source}: {len(data.train)} train / {len(data.eval)} eval ({data.eval_split}), {len(data.label_names)} classes")
+    out.mkdir(parents=True, exist_ok=True)
+    config = run_config(
+        TASK, argv, {"model_args": model_args, "data_args": {**asdict(data_args), "embedded_default": data_args.embedded_default}, "training_args": training_args},
+        accelerator, base_model=base_model_id(model_args.model_name_or_path),
+        data={
+            "source": source,
+            "eval_split": data.eval_split,
+            "train_fingerprint": data.train._fingerprint,
+            "eval_fingerprint": data.eval._fingerprint,
+            "label_names": data.label_names,
+        },
+        offline_assets=[a.provenance() for n, a in {**assets.BACKBONES, **assets.DATASETS}.items() if n in (model_args.model_name_or_path, data_args.dataset_name)],
+    )  # fmt: skip
+    write_json(out / RUN_CONFIG, config, accelerator.is_main_process)
+
+    def train_one(strategy: str, folder: Path, args: ClassificationTrainingArguments) -> dict:
+        return run_strategy(strategy, model_args, data_args, args, accelerator, data)
+
+    all_results = run_variants(strategies, [out / s for s in strategies], training_args, train_one, accelerator.print)
+    if accelerator.is_main_process:
+        write_json(out / ALL_RESULTS, all_results)
+        if len(all_results) > 1:
+            table = write_comparison(all_results, out, title=f"{model_args.model_name_or_path} on {data_args.dataset_name or data_args.train_dir}")
+            accelerator.print(table)
+        write_cards(out, accelerator)
+    return all_results

@@ -1,0 +1,1 @@
+"""Neural style transfer: Gatys et al. optimisation and Johnson et al. fast feed-forward networks."""

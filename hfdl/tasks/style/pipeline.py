@@ -1,0 +1,163 @@
+"""Training fast style networks (Johnson et al.) with the shared accelerate loop.
+
+A `TransformerNet` learns to stylise any content image in one forward pass by minimising the same
+perceptual loss as Gatys et al. (content on one VGG layer, style on Gram matrices, total variation),
+over random crops of a content set. The output folder is self-describing (weights, config, the style
+image, results, exact run configuration, a sample) so a model card can be rendered from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from hfdl import assets
+from hfdl.core.images import image_to_tensor, open_image, tensor_to_image
+from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, write_json
+from hfdl.core.training import make_accelerator, train
+from hfdl.errors import HfdlError
+from hfdl.tasks.style.args import StyleArguments, StyleTrainingArguments
+from hfdl.tasks.style.card import write_cards
+from hfdl.tasks.style.data import ContentCrops, centre_crops, load_content_images
+from hfdl.tasks.style.gatys import FeatureNetwork, content_loss, load_feature_network, style_loss, style_targets, total_variation_loss, vgg_layer_names
+from hfdl.tasks.style.model import TransformerNet
+
+logger = logging.getLogger(__name__)
+
+TASK = "style-transfer"
+OUTPUTS = ("model.safetensors", "config.json", "sample.png", "sample_content.png", "style.*")
+
+
+class PerceptualLoss(torch.nn.Module):
+    """Johnson et al.'s loss: content (one layer) + style (Gram matrices vs the style image) + total variation."""
+
+    def __init__(self, net: FeatureNetwork, style: torch.Tensor, content_layer: str, style_layers: Sequence[str], weights: tuple[float, float, float]):
+        super().__init__()
+        self.net, self.content_layer, self.style_layers = net, content_layer, tuple(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = weights
+        grams = style_targets(net, [style], [1.0], self.style_layers)
+        for layer, g in grams.items():
+            self.register_buffer(f"gram_{layer}", g, persistent=False)
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            target = self.net(content)[self.content_layer]
+        feats = self.net(output)
+        c = content_loss(feats[self.content_layer], target)
+        s = style_loss(feats, {layer: getattr(self, f"gram_{layer}") for layer in self.style_layers})
+        tv = total_variation_loss(output)
+        total = self.content_weight * c + self.style_weight * s + self.tv_weight * tv
+        return {"loss": total, "content_loss": c, "style_loss": s, "tv_loss": tv}
+
+
+def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv: list[str] | None = None) -> dict:
+    """Train a fast style network and write the self-describing output folder; returns all_results."""
+    from accelerate.utils import set_seed
+
+    t_wall = time.perf_counter()
+    if style_args.max_steps is not None:
+        if training_args.max_train_steps is not None and training_args.max_train_steps != style_args.max_steps:
+            raise HfdlError(f"--max_steps {style_args.max_steps} and --max_train_steps {training_args.max_train_steps} disagree: pass only one")
+        training_args.max_train_steps = style_args.max_steps
+    out = Path(training_args.output_dir)
+    style_img = open_image(style_args.style_image)  # a bad style image fails before anything heavy
+    vgg_layer_names(style_args.feature_net)
+    check_output_dir(out, [out], training_args, OUTPUTS)
+    accelerator = make_accelerator(training_args)
+    set_seed(training_args.seed)
+    images, source = load_content_images(style_args.dataset_name, style_args.dataset_config_name, style_args.image_column, style_args.max_train_samples)
+    accelerator.print(f"content: {source}; style: {style_args.style_image}")
+
+    net = load_feature_network(style_args.feature_net, (style_args.content_layer, *style_args.style_layer_list)).to(accelerator.device)
+    style = image_to_tensor(style_img, style_args.style_size or style_args.image_size).to(accelerator.device)
+    criterion = PerceptualLoss(
+        net, style, style_args.content_layer, style_args.style_layer_list, (style_args.content_weight, style_args.style_weight, style_args.tv_weight)
+    )
+    model = TransformerNet(base_channels=style_args.base_channels, num_residual_blocks=style_args.num_residual_blocks)
+    crops = ContentCrops(images, style_args.image_size, style_args.samples_per_epoch, seed=training_args.seed)
+    bs = training_args.per_device_train_batch_size
+    train_dl = torch.utils.data.DataLoader(crops, batch_size=bs, shuffle=True, num_workers=training_args.dataloader_num_workers, drop_last=len(crops) >= bs)
+    eval_batch = centre_crops(images, style_args.image_size)
+
+    def compute_loss(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return criterion(m(x), x)["loss"]
+
+    @torch.no_grad()
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        m.eval()
+        x = eval_batch.to(accelerator.device)
+        losses = criterion(m(x), x)
+        m.train()
+        return {f"eval_{k}": v.item() for k, v in losses.items()}
+
+    out.mkdir(parents=True, exist_ok=True)
+    initial = evaluate(model.to(accelerator.device))  # the untrained network's losses: what training improved on
+    model, result = train(accelerator, model, None, train_dl, training_args, out, compute_loss=compute_loss, evaluate=evaluate, run_name="style")
+    model = model.eval()
+
+    results = {
+        **{k: round(v, 6) for k, v in result.final_metrics.items()},
+        **{f"initial_{k}": round(v, 6) for k, v in initial.items()},
+        "train_loss": result.history[-1]["train_loss"] if result.history else None,
+        "content_weight": style_args.content_weight,
+        "style_weight": style_args.style_weight,
+        "tv_weight": style_args.tv_weight,
+        "content_layer": style_args.content_layer,
+        "style_layers": list(style_args.style_layer_list),
+        "feature_net": style_args.feature_net,
+        "steps": result.completed_steps,
+        "image_size": style_args.image_size,
+        "train_samples": result.train_samples,
+        "train_seconds": result.train_seconds,
+        "train_images_per_second": result.train_samples_per_second,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "content_source": source,
+        "style_image": None,
+        "sample_image": "sample.png",
+    }
+    if accelerator.is_main_process:
+        model.save_pretrained(out)
+        style_file = out / f"style{Path(style_args.style_image).suffix.lower() or '.png'}"
+        shutil.copyfile(style_args.style_image, style_file)
+        results["style_image"] = style_file.name
+        results.update(_write_sample(model, style_args, out, accelerator.device))
+        write_json(out / "history.json", result.history)
+        write_json(out / ALL_RESULTS, results)
+        config = run_config(
+            TASK, argv, {"style_args": style_args, "training_args": training_args}, accelerator,
+            model_config=model._hub_mixin_config if isinstance(model._hub_mixin_config, dict) else None,
+            content_source=source,
+            offline_assets=[
+                *([assets.VGG16_FEATURES.provenance()] if style_args.feature_net == "vgg16" else []),
+                *([assets.OFFLINE_PHOTOS_PROVENANCE] if style_args.dataset_name in (None, assets.OFFLINE_PHOTOS) else []),
+            ],
+            wall_seconds=time.perf_counter() - t_wall,
+        )  # fmt: skip
+        write_json(out / RUN_CONFIG, config)
+        write_cards(out)
+    accelerator.wait_for_everyone()
+    accelerator.print(json.dumps({k: v for k, v in results.items() if isinstance(v, (int, float))}))
+    return results
+
+
+def _write_sample(model: TransformerNet, style_args: StyleArguments, out: Path, device) -> dict:
+    """Stylise the sample content image into sample.png (and keep the input as sample_content.png)."""
+    if style_args.sample_image:
+        content = image_to_tensor(style_args.sample_image, style_args.sample_size)
+    else:
+        from skimage import data
+
+        content = image_to_tensor(data.astronaut(), style_args.sample_size)
+    model.to(device)
+    t0 = time.perf_counter()
+    image = model.stylize(content)
+    seconds = time.perf_counter() - t0
+    tensor_to_image(content).save(out / "sample_content.png")
+    tensor_to_image(image).save(out / "sample.png")
+    return {"sample_content_image": "sample_content.png", "sample_seconds": seconds}

@@ -1,0 +1,183 @@
+"""The shared loop: exact resume, checkpoint safety."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from hfdl.core.checkpoints import list_checkpoints
+from hfdl.core.training import TrainingArguments, make_accelerator, tensor_loader, train
+from hfdl.errors import HfdlError
+
+
+def _setup(tmp_path, batched=False, **kw):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 8, generator=g), torch.randint(0, 3, (96,), generator=g)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Dropout(0.2), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    kw = {"num_train_epochs": 3, "gradient_accumulation_steps": 2, **kw}
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, learning_rate=1e-2, seed=0, **kw)
+    dl = tensor_loader(x, y, batch_size=8, shuffle=True) if batched else DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    return model, dl, args
+
+
+def _run(tmp_path, batched=False, **kw):
+    model, dl, args = _setup(tmp_path, batched, **kw)
+    acc = make_accelerator(args)
+    model, result = train(acc, model, None, dl, args, tmp_path, compute_loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]),
+                          evaluate=lambda m: {"eval_w": m[0].weight.sum().item()})  # fmt: skip
+    acc.free_memory()
+    return model, result
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["per-sample", "tensor_loader"])
+@pytest.mark.parametrize("which", [1, 2])  # mid-epoch, and at an epoch boundary (step 12 = end of epoch 2)
+def test_resumed_run_ends_with_the_same_weights(tmp_path, which, batched):
+    full, full_result = _run(tmp_path / "a", batched, checkpointing_steps="4")
+    ckpts = list_checkpoints(tmp_path / "a")
+    # 96 samples / batch 8 = 12 batches = 6 optimizer steps per epoch (accumulation 2), 18 in all
+    assert [c.name for c in ckpts] == ["step_4", "step_8", "step_12", "step_16"]
+    mid = ckpts[which]  # step 8: two steps (four batches) into the second epoch
+    assert json.loads((mid / "hfdl_trainer_state.json").read_text())["completed_steps"] == 4 * (which + 1)
+    resumed, result = _run(tmp_path / "b", batched, resume_from_checkpoint=str(mid))
+    for p, q in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    assert result.completed_steps == full_result.completed_steps
+    assert [h["epoch"] for h in result.history] == [h["epoch"] for h in full_result.history]
+
+
+def test_tensor_loader_yields_the_per_sample_loaders_batches_under_accelerate(tmp_path):
+    x, y = torch.randn(50, 4), torch.arange(50)
+    acc = make_accelerator(TrainingArguments(output_dir=str(tmp_path), seed=3))
+    a = acc.prepare(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True))
+    b = acc.prepare(tensor_loader(x, y, batch_size=8, shuffle=True))
+    for epoch in range(2):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        got_a, got_b = list(a), list(b)
+        assert len(got_a) == len(got_b) == 7
+        for (xa, ya), (xb, yb) in zip(got_a, got_b):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert sorted(torch.cat([bb[1] for bb in got_b]).tolist()) == list(range(50))
+    acc.free_memory()
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    _run(tmp_path / "a", checkpointing_steps="epoch")
+    ckpt = list_checkpoints(tmp_path / "a")[0]
+    model = torch.nn.Linear(8, 3)
+    args = TrainingArguments(output_dir=str(tmp_path / "b"), resume_from_checkpoint=str(ckpt), per_device_train_batch_size=8)
+    acc = make_accelerator(args)
+    dl = DataLoader(TensorDataset(torch.randn(16, 8), torch.zeros(16, dtype=torch.long)), batch_size=8)
+    before = sorted(p.name for p in ckpt.iterdir())
+    with pytest.raises(HfdlError, match="was saved from a different model.*start afresh without --resume_from_checkpoint"):
+        train(acc, model, None, dl, args, tmp_path / "b", compute_loss=lambda m, b: m(b[0]).sum())
+    acc.free_memory()
+    assert sorted(p.name for p in ckpt.iterdir()) == before  # nothing lost
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    model, dl, args = _setup(tmp_path, resume_from_checkpoint=str(tmp_path))
+    with pytest.raises(HfdlError, match="is not an hfdl checkpoint"):
+        train(make_accelerator(args), model, None, dl, args, tmp_path, compute_loss=lambda m, b: m(b[0]).sum())
+
+
+def test_bad_arguments_are_one_line_errors():
+    with pytest.raises(HfdlError, match="--checkpointing_steps must be a number or 'epoch'"):
+        TrainingArguments(output_dir="out", checkpointing_steps="often")
+    with pytest.raises(HfdlError, match="--lr_scheduler_type 'triangle' is unknown"):
+        TrainingArguments(output_dir="out", lr_scheduler_type="triangle")
+
+
+def test_resuming_the_final_checkpoint_still_reports_metrics(tmp_path):
+    full, full_result = _run(tmp_path / "a", checkpointing_steps="epoch")
+    last = list_checkpoints(tmp_path / "a")[-1]
+    assert last.name == "epoch_3"
+    resumed, result = _run(tmp_path / "b", resume_from_checkpoint=str(last))
+    assert result.final_metrics == full_result.final_metrics  # no epoch left to run, metrics still there
+    assert all(torch.equal(p, q) for p, q in zip(full.parameters(), resumed.parameters()))
+
+
+def test_budget_schedule_fits_the_schedule_length_to_the_measured_step_time():
+    from hfdl.core.training import BudgetSchedule
+
+    args = TrainingArguments(output_dir="out", lr_scheduler_type="cosine", warmup_ratio=0.1, learning_rate=1.0, time_budget_minutes=100 / 60)
+    fit = BudgetSchedule(args, budget_s=100.0, max_steps=10_000, num_processes=1)
+    seconds = lambda step: 0.5 + 1.0 * step  # noqa: E731  one second a step after a slow first one
+    fitted_at = [step for step in range(1, 80) if fit.observe(step, seconds(step))]
+    # provisional after 4 steps past the first, then at 10%, 25% and (final) 50% of the budget
+    assert fitted_at == [5, 10, 25, 50] and fit.final
+    assert fit.steps == 50 + int((100 - seconds(50)) / 1.0) == 99
+    assert not fit.observe(60, seconds(60)) and fit.steps == 99  # final: nothing changes
+    # the rebuilt cosine schedule warms up over 10% of the fitted length and ends at zero
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = fit.build(opt)
+    lrs = []
+    for _ in range(fit.steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0 and max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 9
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    # rebuilt mid-run: the lr continues from the same step
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    fit.build(opt2)
+    fit.build(opt2, completed_steps=40)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(lrs[40])
+    # a schedule that cannot be fitted past the epoch-based length keeps it
+    capped = BudgetSchedule(args, budget_s=100.0, max_steps=30, num_processes=1)
+    for step in range(1, 12):
+        capped.observe(step, seconds(step))
+    assert capped.steps == 30
+
+
+def test_time_budget_run_decays_to_the_end_and_checkpoints_the_fitted_schedule(tmp_path):
+    import time as _time
+
+    def slow_loss(m, b):
+        _time.sleep(0.01)  # the step time the schedule is fitted to
+        return torch.nn.functional.cross_entropy(m(b[0]), b[1])
+
+    model, dl, args = _setup(
+        tmp_path, num_train_epochs=1000, gradient_accumulation_steps=1, time_budget_minutes=2 / 60, warmup_ratio=0.05, checkpointing_steps="40"
+    )
+    acc = make_accelerator(args)
+    _, result = train(acc, model, None, dl, args, tmp_path, compute_loss=slow_loss)
+    acc.free_memory()
+    planned = 1000 * 12
+    assert result.schedule_steps is not None and result.completed_steps <= result.schedule_steps < planned
+    # the run ended at the end of its fitted schedule (or within a few steps of it, by the clock)
+    assert result.completed_steps >= 0.8 * result.schedule_steps
+    assert result.history[-1]["lr"] <= 0.2 * args.learning_rate
+    state = json.loads((list_checkpoints(tmp_path)[-1] / "hfdl_trainer_state.json").read_text())
+    assert state["schedule_steps"] == result.schedule_steps and state["schedule_final"]
+    from hfdl.core.training import BudgetSchedule
+
+    resumed = BudgetSchedule(args, 2.0, planned, 1, state)  # a resumed run keeps the fitted length, no refit
+    assert resumed.steps == result.schedule_steps and not resumed.observe(state["completed_steps"] + 5, 1.9)
+
+
+def test_constant_schedule_under_a_time_budget_runs_until_the_clock_stops_it(tmp_path):
+    import time as _time
+
+    calls = []
+
+    def loss(m, b):
+        calls.append(_time.perf_counter())
+        _time.sleep(0.02 if len(calls) < 30 else 0.005)  # steps get faster: the early fit underestimates the run
+        return torch.nn.functional.cross_entropy(m(b[0]), b[1])
+
+    model, dl, args = _setup(
+        tmp_path,
+        num_train_epochs=1000,
+        gradient_accumulation_steps=1,
+        time_budget_minutes=1.5 / 60,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_ratio=0.05,
+    )
+    acc = make_accelerator(args)
+    _, result = train(acc, model, None, dl, args, tmp_path, compute_loss=loss)
+    acc.free_memory()
+    assert result.train_seconds >= 1.5 * 60 / 60 * 0.95  # stopped by the clock, not by the fitted length
+    assert result.history[-1]["lr"] == pytest.approx(args.learning_rate)
