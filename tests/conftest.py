@@ -22,6 +22,11 @@ from PIL import Image  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["spaces_harness"]  # fixtures `space` and `browser_page` for every spaces/<name> app
 CLASSES = ["red", "green", "blue"]
+# A tiny English text for the char-LM tests (the opening of Pride and Prejudice, public domain).
+TEXT = (
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.\n"
+    "However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed.\n"
+) * 4
 
 
 @pytest.fixture(scope="session", autouse=True)

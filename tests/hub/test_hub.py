@@ -313,7 +313,7 @@ def test_style_network_loads_from_the_hub_with_the_cards_snippet(style_run, olah
 
 @pytest.fixture(scope="module")
 def char_lm_run(tmp_path_factory):
-    from test_char_lm import TEXT
+    from conftest import TEXT
 
     sys.path.insert(0, str(REPO / "scripts"))
     import train_char_lm
@@ -376,7 +376,7 @@ def test_train_char_lm_push_to_hub_publishes_after_training(tmp_path, write_endp
     """The training script's --push_to_hub path, end to end: trained, then published with its card."""
     sys.path.insert(0, str(REPO / "scripts"))
     import train_char_lm
-    from test_char_lm import TEXT
+    from conftest import TEXT
 
     (tmp_path / "t.txt").write_text(TEXT * 3, encoding="utf-8")
     at(write_endpoint.endpoint)

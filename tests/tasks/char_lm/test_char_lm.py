@@ -4,17 +4,13 @@ import logging
 
 import pytest
 import torch
+from conftest import TEXT
 
 from hfdl.errors import HfdlError
 from hfdl.tasks.char_lm.char_lm import CharLMConfig, CharLMForCausalLM
 from hfdl.tasks.char_lm.data import bptt_windows, build_char_tokenizer, encode_text, load_text, read_text_file, split_text
 from hfdl.tasks.char_lm.model import CharGenerator, filter_logits, load_char_lm
 from hfdl.tasks.char_lm.ngram import KneserNeyCharLM
-
-TEXT = (
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife.\n"
-    "However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed.\n"
-) * 4
 
 
 def tiny_model(cell: str, vocab_size: int, **kw) -> CharLMForCausalLM:

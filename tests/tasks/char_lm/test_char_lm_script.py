@@ -6,8 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, accelerate_launch
-from test_char_lm import TEXT
+from conftest import REPO, TEXT, accelerate_launch
 
 sys.path.insert(0, str(REPO / "scripts"))
 import sample_char_lm  # noqa: E402
