@@ -41,3 +41,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/loop_overhead.py
 	$(VENV)/bin/python benchmarks/char_lm.py
 	$(VENV)/bin/python benchmarks/style.py
+	$(VENV)/bin/python benchmarks/detection.py

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-TASKS = ("classification", "char_lm", "style")
+TASKS = ("classification", "char_lm", "detection", "style")
 
 
 def load_all() -> None:

@@ -1,0 +1,78 @@
+"""Arguments of scripts/train_detector.py: the detector, the data, and the loop's defaults for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hfdl.core.training import TrainingArguments
+from hfdl.errors import HfdlError
+
+# The embedded offline default: Fashion-MNIST items on real photos (hfdl.assets.composite_dataset).
+EMBEDDED_DEFAULT = {"num_train": 2000, "num_validation": 400, "image_size": 160}
+
+
+@dataclass
+class DetectorArguments:
+    model_type: str = field(default="yolo", metadata={"help": "yolo: a one-stage grid detector on a timm backbone."})
+    model_name_or_path: str = field(
+        default="tf_efficientnet_lite0",
+        metadata={"help": "The yolo backbone: an offline backbone (tf_efficientnet_lite0, mobilenetv2_100), a timm name or a timm Hub id."},
+    )
+    pretrained: bool = field(default=True, metadata={"help": "Start the backbone from its pretrained weights (false: from scratch)."})
+    neck_channels: int = field(default=96, metadata={"help": "Width of the neck and the head."})
+    box_loss: str = field(default="ciou", metadata={"help": "ciou | giou."})
+    score_threshold: float = field(default=0.05, metadata={"help": "Detections below this score are dropped before mAP and drawing."})
+    iou_threshold: float = field(default=0.5, metadata={"help": "Non-max suppression IoU (class-wise)."})
+
+    def __post_init__(self):
+        if self.model_type != "yolo":
+            raise HfdlError(f"--model_type '{self.model_type}' is not available yet: use yolo")
+        if self.box_loss not in ("ciou", "giou"):
+            raise HfdlError(f"--box_loss '{self.box_loss}' is unknown: use ciou or giou")
+        if not 0 <= self.score_threshold < 1 or not 0 < self.iou_threshold <= 1:
+            raise HfdlError("--score_threshold must be in [0, 1) and --iou_threshold in (0, 1]")
+
+
+@dataclass
+class DetectionDataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id (image + objects, as cppe-5), a saved dataset or a folder."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    train_dir: str | None = field(default=None, metadata={"help": "An imagefolder with metadata.jsonl objects, or a YOLO folder (images/, labels/)."})
+    validation_dir: str | None = field(default=None, metadata={"help": "The same for evaluation."})
+    train_annotations: str | None = field(default=None, metadata={"help": "COCO json of the training images."})
+    train_images: str | None = field(default=None, metadata={"help": "Folder of the images the COCO json names."})
+    validation_annotations: str | None = field(default=None, metadata={"help": "COCO json for evaluation."})
+    validation_images: str | None = field(default=None, metadata={"help": "Its images."})
+    label_names: str | None = field(default=None, metadata={"help": "Comma list of class names (default: the dataset's, else the ids)."})
+    train_val_split: float = field(default=0.15, metadata={"help": "Holdout fraction when there is no validation source."})
+    image_size: int = field(default=160, metadata={"help": "Square input size (pixels)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation images."})
+    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
+    crop: float = field(default=0.3, metadata={"help": "Probability of a random scale/crop (boxes follow)."})
+    color_jitter: float = field(default=0.2, metadata={"help": "Colour jitter strength (0: off)."})
+
+    def __post_init__(self):
+        sources = (self.dataset_name, self.train_dir, self.validation_dir, self.train_annotations, self.validation_annotations)
+        self.embedded_default = not any(sources)
+        if self.image_size < 32 or self.image_size % 32:
+            raise HfdlError(f"--image_size must be a multiple of 32 (the coarsest grid's stride) and >= 32, got {self.image_size}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HfdlError(f"--{name} must be >= 1, got {value}")
+
+
+@dataclass
+class DetectionTrainingArguments(TrainingArguments):
+    """The shared loop's arguments with the detector's defaults."""
+
+    default_epochs = 6
+
+    output_dir: str = field(default="outputs/detector", metadata={"help": "Where the detector, results and checkpoints go."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Images per batch."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Images per evaluation batch."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms and biases)."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
+    max_grad_norm: float | None = field(default=10.0, metadata={"help": "Gradient clipping norm."})

@@ -1,0 +1,171 @@
+"""A one-stage, YOLO-style detector on any timm backbone: what the lectures teach, on the fused kernels.
+
+Every cell of a grid predicts `[pc, bx, by, bw, bh, c1..cK]` (objectness, a box, class scores), as in the
+lectures' `Y = [pc, bx, by, bh, bw, c1, c2]`; three grids (strides 8, 16, 32 of a timm `features_only`
+backbone, joined by a light top-down neck) cover small to large objects. Boxes are decoded as in YOLOv5:
+the centre may move half a cell beyond its own (so neighbouring cells can also predict an object), and
+the size is `base * (2 sigmoid(t))^2` with `base = 4 * stride`, so each grid covers sizes up to 16 strides.
+
+    model = YoloDetector("tf_efficientnet_lite0", num_classes=10, label_names=[...])
+    detections = model.detect(pixel_values)          # [{"boxes" (N, 4) xyxy px, "scores" (N,), "labels" (N,)}]
+
+Inference and save/load only (the Space imports it): `PyTorchModelHubMixin` folder (config.json +
+model.safetensors), loaded strictly. Training (targets, losses) lives in `loss.py` and the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+from torchvision.ops import batched_nms
+
+from hfdl.errors import HfdlError
+
+OUT_INDICES = (-3, -2, -1)  # the last three stages: strides 8, 16, 32
+BASE_CELLS = 4.0  # a grid's base box size, in strides
+
+
+class ConvBnAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int = 3):
+        super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.SiLU(inplace=True))
+
+
+class TopDownNeck(nn.Module):
+    """A light FPN: 1x1 lateral convs to `channels`, the coarser map upsampled and added, then a 3x3 conv."""
+
+    def __init__(self, in_channels: list[int], channels: int):
+        super().__init__()
+        self.lateral = nn.ModuleList(ConvBnAct(c, channels, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(ConvBnAct(channels, channels, 3) for _ in in_channels)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        maps = [lat(f) for lat, f in zip(self.lateral, feats)]  # each (B, C, H_l, W_l), fine to coarse
+        for i in range(len(maps) - 2, -1, -1):
+            maps[i] = maps[i] + F.interpolate(maps[i + 1], size=maps[i].shape[-2:], mode="nearest")
+        return [s(m) for s, m in zip(self.smooth, maps)]
+
+
+class YoloDetector(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="hfdl",
+    tags=["object-detection", "yolo", "hfdl", "timm"],
+    pipeline_tag="object-detection",
+    license="apache-2.0",
+):
+    """Backbone (timm, `features_only`) -> neck -> one shared head per grid: (B, 5 + K, H_l, W_l) each.
+
+    Args:
+        backbone: a timm architecture name (the weights come from the checkpoint; the pipeline loads
+            pretrained ones into `self.backbone` before training).
+        num_classes: K.
+        label_names: K class names, saved in config.json.
+        image_size: the square input size the model was trained at.
+        neck_channels: width of the neck and head.
+        mean, std: input normalisation (the backbone's).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        num_classes: int = 1,
+        label_names: list[str] | None = None,
+        image_size: int = 160,
+        neck_channels: int = 64,
+        mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: tuple[float, ...] = (0.5, 0.5, 0.5),
+    ):
+        super().__init__()
+        import timm
+
+        if num_classes < 1 or image_size < 32 or neck_channels < 1:
+            raise HfdlError(f"num_classes, image_size and neck_channels must be >= 1, 32 and 1; got {num_classes}, {image_size}, {neck_channels}")
+        if label_names is not None and len(label_names) != num_classes:
+            raise HfdlError(f"{len(label_names)} label names for {num_classes} classes: give one name per class")
+        self.num_classes, self.image_size = num_classes, image_size
+        self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        try:
+            self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=OUT_INDICES)
+        except Exception as err:  # an unknown architecture name
+            raise HfdlError(f"cannot build the detector backbone '{backbone}' ({type(err).__name__}): use a timm architecture name") from err
+        self.strides = tuple(self.backbone.feature_info.reduction())
+        self.neck = TopDownNeck(self.backbone.feature_info.channels(), neck_channels)
+        self.head = nn.Sequential(ConvBnAct(neck_channels, neck_channels, 3), nn.Conv2d(neck_channels, 5 + num_classes, 1))
+        self._init_head_bias()
+        self._grids: dict[tuple, torch.Tensor] = {}
+
+    def _init_head_bias(self) -> None:
+        """Objectness starts near 0.01 (few cells hold an object), classes near uniform: a stable first step."""
+        last = self.head[-1]
+        with torch.no_grad():
+            last.bias.zero_()
+            last.bias[0] = -math.log((1 - 0.01) / 0.01)
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalised -> one raw map (B, 5 + K, H_l, W_l) per grid, fine to coarse."""
+        return [self.head(m) for m in self.neck(self.backbone(pixel_values))]
+
+    def grid(self, level: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """Cell corners (H_l * W_l, 2) as (x, y) in cells, cached per size and device."""
+        key = (level, height, width, str(device))
+        if key not in self._grids:
+            ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+            self._grids[key] = torch.stack([xs, ys], -1).reshape(-1, 2).float()
+        return self._grids[key]
+
+    def decode(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw maps -> boxes (B, N, 4) xyxy in input pixels, objectness logits (B, N), class logits (B, N, K);
+        N = all cells of all grids, fine to coarse, row-major."""
+        boxes, obj, cls = [], [], []
+        for level, (r, stride) in enumerate(zip(raw, self.strides)):
+            b, _, h, w = r.shape
+            r = r.flatten(2).transpose(1, 2)  # (B, H*W, 5 + K)
+            xy = (self.grid(level, h, w, r.device) + r[..., 1:3].sigmoid() * 2 - 0.5) * stride  # centre
+            wh = (r[..., 3:5].sigmoid() * 2) ** 2 * (BASE_CELLS * stride)  # size
+            boxes.append(torch.cat([xy - wh / 2, xy + wh / 2], -1))
+            obj.append(r[..., 0])
+            cls.append(r[..., 5:])
+        return torch.cat(boxes, 1), torch.cat(obj, 1), torch.cat(cls, 1)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> the backbone's normalisation."""
+        return (images - self.mean) / self.std
+
+    @torch.inference_mode()
+    def detect(
+        self, pixel_values: torch.Tensor, score_threshold: float = 0.25, iou_threshold: float = 0.5, max_detections: int = 100
+    ) -> list[dict[str, torch.Tensor]]:
+        """Normalised (B, 3, H, W) -> per image {"boxes" (N, 4) xyxy px, "scores" (N,), "labels" (N,)}:
+        score = objectness x class probability, then class-wise non-max suppression."""
+        boxes, obj, cls = self.decode(self(pixel_values))
+        probs = obj.sigmoid().unsqueeze(-1) * cls.softmax(-1)  # (B, N, K)
+        scores, labels = probs.max(-1)
+        out = []
+        for b in range(boxes.shape[0]):
+            keep = scores[b] > score_threshold
+            bx, sc, lb = boxes[b][keep], scores[b][keep], labels[b][keep]
+            kept = batched_nms(bx, sc, lb, iou_threshold)[:max_detections]
+            out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
+        return out
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **kwargs) -> YoloDetector:
+        """Load from a local folder or a Hub id; strict by default (the mixin's default is not)."""
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
+        except HfdlError:
+            raise
+        except Exception as err:
+            msg = " ".join(str(err).split())[:240] or type(err).__name__
+            raise HfdlError(
+                f"could not load a detector from '{pretrained_model_name_or_path}' ({type(err).__name__}: {msg}): "
+                "pass a folder written by train_detector.py or a Hub id (cached when offline)"
+            ) from err
+        return model.eval()
