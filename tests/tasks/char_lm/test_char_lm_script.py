@@ -68,7 +68,7 @@ def test_a_budget_without_epochs_trains_until_the_clock_stops_it(corpus, tmp_pat
     del args[i : i + 2]
     res = train_char_lm.main(args)
     assert res["stopped_by_time_budget"] and res["epochs"] > 2  # past the default 2 epochs, stopped by the clock
-    assert res["train_seconds"] >= 0.9 * 3.0  # the clock, checked at step ends, not the 2 default epochs
+    assert res["train_seconds"] >= 0.6 * 3.0  # about the budget (the fitted decay ends at its estimated step), not 2 epochs
 
 
 def test_too_short_and_empty_text_are_one_line_errors(tmp_path):
