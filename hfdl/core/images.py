@@ -98,9 +98,7 @@ def open_image(source) -> "PIL.Image.Image":  # noqa: F821
             img.load()
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
             raise HfdlError(f"{path} is not a readable image ({type(err).__name__}): pass a PNG or JPEG file") from err
-    if img.mode != "RGB":
-        img = img.convert("RGBA").convert("RGB") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
-    return img
+    return to_rgb(img)
 
 
 def image_to_tensor(image, size: int | None = None) -> torch.Tensor:
@@ -127,3 +125,47 @@ def tensor_to_image(x: torch.Tensor) -> "PIL.Image.Image":  # noqa: F821
         x = x[0]
     arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(arr, mode="RGB")
+
+
+def to_rgb(img: "PIL.Image.Image") -> "PIL.Image.Image":  # noqa: F821
+    """Any PIL mode as RGB (transparency and palettes through RGBA, so transparent pixels are not garbage)."""
+    if img.mode == "RGB":
+        return img
+    return img.convert("RGBA").convert("RGB") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
+
+
+class SeededImages(torch.utils.data.Dataset):
+    """A view of a `datasets.Dataset` whose random transforms are a pure function of (seed, epoch, index).
+
+    The same sample gets the same augmentation whatever the worker count, and a resumed run sees exactly
+    the batches an uninterrupted one would. Subclasses call `self.seeded(index, fn, *args)` to run their
+    transform; without a seed it runs as is. The shared loop calls `set_epoch` each epoch.
+    """
+
+    def __init__(self, ds, seed: int | None = None):
+        self.ds, self.seed, self.epoch = ds, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def seeded(self, index: int, fn: Callable, *args):
+        if self.seed is None:
+            return fn(*args)
+        import random
+
+        import numpy as np
+
+        sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + int(index)) % (2**63)
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):  # timm / torchvision draw from all three generators
+                torch.manual_seed(sample_seed)
+                random.seed(sample_seed)
+                np.random.seed(sample_seed % 2**32)
+                return fn(*args)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import datasets
-import numpy as np
 import torch
 from PIL import Image
 
-from hfdl.core.images import EVAL_SPLIT_NAMES
+from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, to_rgb
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -182,39 +180,14 @@ def build_transforms(data_config: dict, aug: AugmentConfig | None) -> tuple[Call
     return v2.Compose(steps), eval_tf
 
 
-class TransformedImages(torch.utils.data.Dataset):
-    """(pixel_values, label) view of a Dataset; grayscale/RGBA converted to RGB.
-
-    With `seed` set, randomness of the transform is a pure function of (seed, epoch, index): the
-    same sample gets the same augmentation whatever the worker count, and a resumed run sees exactly
-    the batches an uninterrupted one would.
-    """
+class TransformedImages(SeededImages):
+    """(pixel_values, label) view of a Dataset; grayscale/RGBA converted to RGB; with `seed`, the augmentation
+    is a pure function of (seed, epoch, index) (see `SeededImages`)."""
 
     def __init__(self, ds: datasets.Dataset, image_column: str, label_column: str, transform: Callable, seed: int | None = None):
-        self.ds, self.image_column, self.label_column, self.transform, self.seed = ds, image_column, label_column, transform, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.ds)
+        super().__init__(ds, seed)
+        self.image_column, self.label_column, self.transform = image_column, label_column, transform
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
         ex = self.ds[int(idx)]
-        img = ex[self.image_column]
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        if self.seed is None:
-            x = self.transform(img)
-        else:
-            sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + int(idx)) % (2**63)
-            py_state, np_state = random.getstate(), np.random.get_state()
-            with torch.random.fork_rng(devices=[]):  # timm/torchvision draw from all three generators
-                torch.manual_seed(sample_seed)
-                random.seed(sample_seed)
-                np.random.seed(sample_seed % 2**32)
-                x = self.transform(img)
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-        return x, ex[self.label_column]
+        return self.seeded(idx, self.transform, to_rgb(ex[self.image_column])), ex[self.label_column]

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import torch
 from PIL import Image
 
-from hfdl.core.images import EVAL_SPLIT_NAMES, load_image_dataset
+from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, load_image_dataset, to_rgb
 from hfdl.errors import HfdlError
 from hfdl.tasks.detection import boxes as box_ops
 
@@ -472,38 +472,23 @@ def build_detection_transforms(
     return train, DetectionTransform(image_size, mean, std, None, sanitize=False)
 
 
-class DetectionImages(torch.utils.data.Dataset):
+class DetectionImages(SeededImages):
     """(pixel_values (3, S, S), target) view of a Dataset in the one form; grayscale/RGBA converted to RGB.
 
     target: boxes (K, 4) xyxy in the resized pixels, labels (K,) int64, orig_size (2,) = (H, W), n_dropped (boxes the
-    transform dropped). With `seed` set, the augmentation is a pure function of (seed, epoch, index): the same sample
-    gets the same boxes whatever the worker count, and a resumed run sees the batches an uninterrupted one would.
+    transform dropped). With `seed` set, the augmentation is a pure function of (seed, epoch, index) (`SeededImages`).
     """
 
     def __init__(self, ds: datasets.Dataset, transform: Callable, seed: int | None = None):
-        self.ds, self.transform, self.seed = ds, transform, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.ds)
+        super().__init__(ds, seed)
+        self.transform = transform
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, dict]:
         ex = self.ds[int(idx)]
-        img = ex["image"]
-        if img.mode != "RGB":
-            img = img.convert("RGBA").convert("RGB") if "A" in img.getbands() or img.mode == "P" else img.convert("RGB")
+        img = to_rgb(ex["image"])
         boxes = box_ops.xywh_to_xyxy(torch.tensor(ex["objects"]["bbox"], dtype=torch.float32).reshape(-1, 4))  # (N, 4)
         labels = torch.tensor(ex["objects"]["category"], dtype=torch.int64)  # (N,)
-        if self.seed is None:
-            x, boxes, labels, dropped = self.transform(img, boxes, labels)
-        else:
-            sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + int(idx)) % (2**63)
-            with torch.random.fork_rng(devices=[]):  # torchvision's v2 transforms draw from torch's generator only
-                torch.manual_seed(sample_seed)
-                x, boxes, labels, dropped = self.transform(img, boxes, labels)
+        x, boxes, labels, dropped = self.seeded(idx, self.transform, img, boxes, labels)
         return x, {"boxes": boxes, "labels": labels, "orig_size": torch.tensor([img.height, img.width]), "n_dropped": dropped}
 
 

@@ -16,14 +16,13 @@ model.safetensors), loaded strictly. Training (targets, losses) lives in `loss.p
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torchvision.ops import batched_nms
 
+from hfdl.core.hubmodel import StrictHubMixin
 from hfdl.errors import HfdlError
 
 OUT_INDICES = (-3, -2, -1)  # the last three stages: strides 8, 16, 32
@@ -52,7 +51,7 @@ class TopDownNeck(nn.Module):
 
 class YoloDetector(
     nn.Module,
-    PyTorchModelHubMixin,
+    StrictHubMixin,
     library_name="hfdl",
     tags=["object-detection", "yolo", "hfdl", "timm"],
     pipeline_tag="object-detection",
@@ -69,6 +68,9 @@ class YoloDetector(
         neck_channels: width of the neck and head.
         mean, std: input normalisation (the backbone's).
     """
+
+    load_what = "a detector"
+    load_hint = "pass a folder written by train_detector.py or a Hub id (cached when offline)"
 
     def __init__(
         self,
@@ -154,18 +156,3 @@ class YoloDetector(
             kept = batched_nms(bx, sc, lb, iou_threshold)[:max_detections]
             out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
         return out
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **kwargs) -> YoloDetector:
-        """Load from a local folder or a Hub id; strict by default (the mixin's default is not)."""
-        try:
-            model = super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
-        except HfdlError:
-            raise
-        except Exception as err:
-            msg = " ".join(str(err).split())[:240] or type(err).__name__
-            raise HfdlError(
-                f"could not load a detector from '{pretrained_model_name_or_path}' ({type(err).__name__}: {msg}): "
-                "pass a folder written by train_detector.py or a Hub id (cached when offline)"
-            ) from err
-        return model.eval()

@@ -10,13 +10,12 @@ Inference only (the Space imports it); training lives in `pipeline.py`.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from hfdl.core.hubmodel import StrictHubMixin
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ class _Residual(nn.Module):
 
 class TransformerNet(
     nn.Module,
-    PyTorchModelHubMixin,
+    StrictHubMixin,
     library_name="hfdl",
     tags=["style-transfer", "image-to-image", "hfdl"],
     pipeline_tag="image-to-image",
@@ -129,6 +128,9 @@ class TransformerNet(
     Two stride-2 downsampling convs, residual blocks with instance norm, two nearest-upsample convs.
     Any H, W works (reflect-padded to a multiple of 4 inside). Saved as `model.safetensors` + `config.json`.
     """
+
+    load_what = "a style network"
+    load_hint = "pass a folder written by train_style.py or a Hub id (cached when offline)"
 
     def __init__(self, base_channels: int = 32, num_residual_blocks: int = 5):
         super().__init__()
@@ -159,18 +161,3 @@ class TransformerNet(
         if strength < 1:
             out = strength * out + (1 - strength) * content
         return transfer_colour(out, content) if preserve_colour else out
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **kwargs) -> TransformerNet:
-        """Load from a local folder or a Hub id; strict by default (the mixin's default is not)."""
-        try:
-            model = super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
-        except HfdlError:
-            raise
-        except Exception as err:
-            msg = " ".join(str(err).split())[:240] or type(err).__name__  # one line, whatever the library printed
-            raise HfdlError(
-                f"could not load a style network from '{pretrained_model_name_or_path}' ({type(err).__name__}: {msg}): "
-                "pass a folder written by train_style.py or a Hub id (cached when offline)"
-            ) from err
-        return model.eval()
