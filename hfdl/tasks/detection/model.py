@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from hfdl.core.hubmodel import StrictHubMixin
 from hfdl.errors import HfdlError
@@ -156,3 +156,29 @@ class YoloDetector(
             kept = batched_nms(bx, sc, lb, iou_threshold)[:max_detections]
             out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
         return out
+
+
+def detect_image(model: YoloDetector, image, score_threshold: float = 0.3, iou_threshold: float = 0.5) -> tuple[list[dict], "PIL.Image.Image"]:  # noqa: F821
+    """One image (path, PIL or array) -> ([{"label", "score", "box" xyxy in the image's pixels}], the image with its boxes).
+
+    The image is resized to the model's square input and the boxes scaled back, as in training.
+    """
+    from torchvision.transforms.v2 import functional as tvf
+    from torchvision.utils import draw_bounding_boxes
+
+    from hfdl.core.images import image_to_tensor, open_image, tensor_to_image
+
+    img = open_image(image)
+    x = image_to_tensor(img)  # (1, 3, H, W) in [0, 1]
+    resized = torch.nn.functional.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear", antialias=True, align_corners=False)
+    (found,) = model.detect(model.normalize(resized.to(model.mean.device)), score_threshold, iou_threshold)
+    scale = torch.tensor([img.width, img.height, img.width, img.height]) / model.image_size
+    boxes = clip_boxes_to_image(found["boxes"].cpu() * scale, (img.height, img.width))  # (N, 4) in the image's pixels
+    detections = [
+        {"label": model.label_names[c], "score": round(s, 4), "box": [round(v, 1) for v in b]}
+        for c, s, b in zip(found["labels"].tolist(), found["scores"].tolist(), boxes.tolist())
+    ]
+    pixels = tvf.to_dtype(tvf.pil_to_tensor(img), torch.uint8)
+    captions = [f"{d['label']} {d['score']:.2f}" for d in detections]
+    drawn = draw_bounding_boxes(pixels, boxes, captions, colors="yellow", width=max(2, img.width // 200)) if detections else pixels
+    return detections, tensor_to_image(drawn.float() / 255)

@@ -101,3 +101,23 @@ def test_two_processes_keep_the_results_contract(tiny_set, tmp_path):
     assert results["validation_images"] == 8 and 0 <= results["eval_map_50"] <= 1
     assert json.loads((tmp_path / "run_config.json").read_text())["environment"]["num_processes"] == 2
     assert (tmp_path / "README.md").is_file() and (tmp_path / "model.safetensors").is_file()
+
+
+def test_detect_script_prints_json_and_draws_boxes(launched, tmp_path, capsys):
+    import detect
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (120, 90), (40, 90, 160)).save(photo)
+    detections = detect.main(["--model", str(launched), "--image", str(photo), "--threshold", "0.0", "--output", str(tmp_path / "out.png")])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == detections and all({"label", "score", "box"} == set(d) for d in detections)
+    assert all(
+        0 <= d["box"][0] <= d["box"][2] <= 120
+        and 0 <= d["box"][1] <= d["box"][3] <= 90
+        and d["label"] in json.loads((launched / "config.json").read_text())["label_names"]
+        for d in detections
+    )
+    assert Image.open(tmp_path / "out.png").size == (120, 90)
+    with pytest.raises(HfdlError, match="not a readable image|does not exist"):
+        detect.main(["--model", str(launched), "--image", str(tmp_path / "missing.png")])
