@@ -16,6 +16,14 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "hfdl_trainer_state.json"
 
 
+CHECKPOINT_NAME = r"(step|epoch)_\d+"  # a finished checkpoint folder; the loop writes it as `.NAME.tmp` first
+
+
+def is_checkpoint_folder(name: str) -> bool:
+    """A checkpoint folder's name, finished (`step_40`) or still being written (`.step_40.tmp`)."""
+    return re.fullmatch(rf"{CHECKPOINT_NAME}|\.{CHECKPOINT_NAME}\.tmp", name) is not None
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Finished checkpoints under run_dir, oldest first (a folder without the state file is incomplete)."""
     run_dir = Path(run_dir)
@@ -23,7 +31,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     found = []
     for p in run_dir.iterdir():
-        if p.is_dir() and re.fullmatch(r"(step|epoch)_\d+", p.name) and (p / STATE_FILE).is_file():
+        if p.is_dir() and re.fullmatch(CHECKPOINT_NAME, p.name) and (p / STATE_FILE).is_file():
             found.append((json.loads((p / STATE_FILE).read_text())["completed_steps"], p))
     return [p for _, p in sorted(found)]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 
-from hfdl.core.checkpoints import list_checkpoints
+from hfdl.core.checkpoints import is_checkpoint_folder, list_checkpoints
 from hfdl.core.cli import command_line
 from hfdl.core.runtime import environment_info
 from hfdl.errors import HfdlError
@@ -59,9 +59,8 @@ def check_output_dir(out: Path, variant_dirs: Iterable[Path], args, outputs: Ite
 def _remove_outputs(folder: Path, patterns: Iterable[str]) -> None:
     if not folder.is_dir():
         return
-    doomed = {p for pattern in patterns for p in folder.glob(pattern)}
-    doomed |= {p for p in folder.iterdir() if p.is_dir() and p.name.split("_")[0] in ("step", "epoch", ".step", ".epoch")}
-    doomed |= {p for p in (folder / "runs",) if p.exists()}
+    doomed = {p for pattern in (*patterns, "runs") for p in folder.glob(pattern)}  # runs/: the tracking logs
+    doomed |= {p for p in folder.iterdir() if p.is_dir() and is_checkpoint_folder(p.name)}
     for p in doomed:
         if p.is_dir():
             shutil.rmtree(p)

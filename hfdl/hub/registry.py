@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.push import check_repo_id, push_files, require_token
+from hfdl.hub.push import check_repo_id, push_files, require_token, slug
 
 RUN_FILES = ("all_results.json", "run_config.json", "comparison.md", "comparison.json", "comparison.png")
 
@@ -80,8 +80,6 @@ def model_repo_files(out: Path, folder: Path, name: str, need: tuple[str, ...]) 
 def repo_ids(hub_model_id: str | None, folders: dict[str, Path]) -> dict[str, str]:
     """One repo per model: the id itself for one model, `<id>-<name>` for several. Without a Hub id (the
     cards written after training) each model is named by its local folder, which the snippets then load."""
-    from hfdl.hub.push import slug
-
     if hub_model_id is None:
         return {n: str(Path(f).resolve()) for n, f in folders.items()}
     if len(folders) == 1:

@@ -85,6 +85,13 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return ops.box_iou(boxes1, boxes2)
 
 
+def matched_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of matched pairs: xyxy (N, 4), (N, 4) -> (N,), the diagonal of `box_iou` without its N x N matrix."""
+    lt, rb = torch.maximum(boxes1[:, :2], boxes2[:, :2]), torch.minimum(boxes1[:, 2:], boxes2[:, 2:])  # (N, 2) each
+    inter = (rb - lt).clamp(min=0).prod(1)  # (N,)
+    return inter / (ops.box_area(boxes1) + ops.box_area(boxes2) - inter)
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Class-wise non-max suppression: xyxy (N, 4), scores (N,), labels (N,) -> kept indices (K,), by decreasing score.
 

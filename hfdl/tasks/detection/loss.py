@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import box_iou, complete_box_iou_loss, generalized_box_iou_loss
 
 from hfdl.errors import HfdlError
+from hfdl.tasks.detection import boxes as box_ops
 from hfdl.tasks.detection.model import BASE_CELLS, YoloDetector
 
 LEVEL_WEIGHTS = (4.0, 1.0, 0.4)
@@ -77,11 +77,10 @@ class YoloLoss(torch.nn.Module):
         obj_target = torch.zeros_like(obj)
         if cell.numel():
             pred = boxes[img, cell]  # (P, 4)
-            loss_fn = complete_box_iou_loss if self.box_loss == "ciou" else generalized_box_iou_loss
-            box_loss = loss_fn(pred.float(), gt, reduction="mean")
+            box_loss = box_ops.box_loss(pred.float(), gt, kind=self.box_loss)
             cls_loss = F.cross_entropy(cls[img, cell].float(), lab)
             with torch.no_grad():
-                iou = box_iou(pred.float(), gt).diagonal().clamp(min=0)
+                iou = box_ops.matched_iou(pred.float(), gt).clamp(min=0)
             obj_target[img, cell] = iou.to(obj_target.dtype)  # a cell two objects claim keeps one of them
         else:
             box_loss = cls_loss = obj.sum() * 0.0

@@ -20,10 +20,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, clip_boxes_to_image
+from torchvision.ops import clip_boxes_to_image
 
 from hfdl.core.hubmodel import StrictHubMixin
 from hfdl.errors import HfdlError
+from hfdl.tasks.detection import boxes as box_ops
 
 OUT_INDICES = (-3, -2, -1)  # the last three stages: strides 8, 16, 32
 BASE_CELLS = 4.0  # a grid's base box size, in strides
@@ -140,22 +141,22 @@ class YoloDetector(
         """(B, 3, H, W) in [0, 1] -> the backbone's normalisation."""
         return (images - self.mean) / self.std
 
+    def postprocess(
+        self, raw: list[torch.Tensor], score_threshold: float = 0.25, iou_threshold: float = 0.5, max_detections: int = 100
+    ) -> list[dict[str, torch.Tensor]]:
+        """Raw maps -> per image {"boxes" (N, 4) xyxy px, "scores" (N,), "labels" (N,)}: score = objectness x class
+        probability, kept from `score_threshold` on, then class-wise non-max suppression (`boxes.postprocess`)."""
+        boxes, obj, cls = self.decode(raw)
+        scores, labels = (obj.sigmoid().unsqueeze(-1) * cls.softmax(-1)).max(-1)  # (B, N) each
+        kept = (box_ops.postprocess(boxes[b], scores[b], labels[b], score_threshold, iou_threshold, max_detections) for b in range(boxes.shape[0]))
+        return [dict(zip(("boxes", "scores", "labels"), k)) for k in kept]
+
     @torch.inference_mode()
     def detect(
         self, pixel_values: torch.Tensor, score_threshold: float = 0.25, iou_threshold: float = 0.5, max_detections: int = 100
     ) -> list[dict[str, torch.Tensor]]:
-        """Normalised (B, 3, H, W) -> per image {"boxes" (N, 4) xyxy px, "scores" (N,), "labels" (N,)}:
-        score = objectness x class probability, then class-wise non-max suppression."""
-        boxes, obj, cls = self.decode(self(pixel_values))
-        probs = obj.sigmoid().unsqueeze(-1) * cls.softmax(-1)  # (B, N, K)
-        scores, labels = probs.max(-1)
-        out = []
-        for b in range(boxes.shape[0]):
-            keep = scores[b] > score_threshold
-            bx, sc, lb = boxes[b][keep], scores[b][keep], labels[b][keep]
-            kept = batched_nms(bx, sc, lb, iou_threshold)[:max_detections]
-            out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
-        return out
+        """Normalised (B, 3, H, W) -> per image {"boxes", "scores", "labels"} (see `postprocess`)."""
+        return self.postprocess(self(pixel_values), score_threshold, iou_threshold, max_detections)
 
 
 def detect_image(model: YoloDetector, image, score_threshold: float = 0.3, iou_threshold: float = 0.5) -> tuple[list[dict], "PIL.Image.Image"]:  # noqa: F821
@@ -164,7 +165,6 @@ def detect_image(model: YoloDetector, image, score_threshold: float = 0.3, iou_t
     The image is resized to the model's square input and the boxes scaled back, as in training.
     """
     from torchvision.transforms.v2 import functional as tvf
-    from torchvision.utils import draw_bounding_boxes
 
     from hfdl.core.images import image_to_tensor, open_image, tensor_to_image
 
@@ -178,7 +178,13 @@ def detect_image(model: YoloDetector, image, score_threshold: float = 0.3, iou_t
         {"label": model.label_names[c], "score": round(s, 4), "box": [round(v, 1) for v in b]}
         for c, s, b in zip(found["labels"].tolist(), found["scores"].tolist(), boxes.tolist())
     ]
-    pixels = tvf.to_dtype(tvf.pil_to_tensor(img), torch.uint8)
-    captions = [f"{d['label']} {d['score']:.2f}" for d in detections]
-    drawn = draw_bounding_boxes(pixels, boxes, captions, colors="yellow", width=max(2, img.width // 200)) if detections else pixels
+    drawn = draw_detections(tvf.pil_to_tensor(img), {**found, "boxes": boxes}, model.label_names, width=max(2, img.width // 200))
     return detections, tensor_to_image(drawn.float() / 255)
+
+
+def draw_detections(pixels: torch.Tensor, found: dict[str, torch.Tensor], label_names: list[str], width: int = 2) -> torch.Tensor:
+    """uint8 (3, H, W) -> the same with each detection's box and `label score` caption drawn."""
+    from torchvision.utils import draw_bounding_boxes
+
+    captions = [f"{label_names[c]} {s:.2f}" for c, s in zip(found["labels"].tolist(), found["scores"].tolist())]
+    return draw_bounding_boxes(pixels, found["boxes"].cpu(), captions, colors="yellow", width=width) if captions else pixels

@@ -27,7 +27,7 @@ from hfdl.tasks.detection.data import (
     to_detection_form,
 )
 from hfdl.tasks.detection.loss import YoloLoss
-from hfdl.tasks.detection.model import OUT_INDICES, YoloDetector
+from hfdl.tasks.detection.model import OUT_INDICES, YoloDetector, draw_detections
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def evaluate_detector(accelerator: Accelerator, model: YoloDetector, criterion: 
         raw = model(x)
         loss_sum += criterion(raw, targets)["loss"].item() * len(targets)
         n += len(targets)
-        detections = model.detect(x, score_threshold, iou_threshold)
+        detections = model.postprocess(raw, score_threshold, iou_threshold)  # the same forward pass as the loss
         pairs += [({k: v.cpu() for k, v in d.items()}, {"boxes": t["boxes"].cpu(), "labels": t["labels"].cpu()}) for d, t in zip(detections, targets)]
     pairs = accelerator.gather_for_metrics(pairs, use_gather_object=True)
     metric = MeanAveragePrecision(class_metrics=True, sync_on_compute=False)
@@ -98,15 +98,14 @@ def evaluate_detector(accelerator: Accelerator, model: YoloDetector, criterion: 
 def draw_predictions(model: YoloDetector, images: DetectionImages, label_names: list[str], path: Path, score_threshold: float, n: int = 8) -> None:
     """`predictions.png`: the first `n` evaluation images with the detections (score >= max(threshold, 0.3))."""
     import torchvision
-    from torchvision.utils import draw_bounding_boxes, make_grid
+    from torchvision.utils import make_grid
 
     tiles = []
     for i in range(min(n, len(images))):
         x, _ = images[i]
         (det,) = model.detect(x[None].to(model.mean.device), max(score_threshold, 0.3))
         pixels = ((x * model.std[0].cpu() + model.mean[0].cpu()).clamp(0, 1) * 255).to(torch.uint8)
-        names = [f"{label_names[c]} {s:.2f}" for c, s in zip(det["labels"].tolist(), det["scores"].tolist())]
-        tiles.append(draw_bounding_boxes(pixels, det["boxes"].cpu(), names, colors="yellow", width=2) if names else pixels)
+        tiles.append(draw_detections(pixels, det, label_names))
     if tiles:
         torchvision.io.write_png(make_grid(tiles, nrow=4, padding=4), str(path))
 
