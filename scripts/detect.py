@@ -3,8 +3,9 @@
 
     python scripts/detect.py --model outputs/detector --image photo.jpg --threshold 0.3 --iou 0.5 --output out.png
     python scripts/detect.py --model me/my-detector --image photo.jpg          # a Hub id (cached when offline)
+    python scripts/detect.py --model facebook/detr-resnet-50 --image photo.jpg # any transformers detector
 
-Boxes are printed in the input image's pixels (xyxy).
+Both kinds of detector folder load: hfdl's YOLO-style one and a transformers one (DETR, RT-DETR, YOLOS...). Boxes are printed in the input image's pixels (xyxy).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from hfdl.errors import HfdlError  # noqa: E402
 
 @dataclass
 class DetectArguments:
-    model: str = field(metadata={"help": "Folder written by scripts/train_detector.py, or a Hub id."})
+    model: str = field(metadata={"help": "Folder written by scripts/train_detector.py, a transformers detector folder, or a Hub id."})
     image: str = field(metadata={"help": "The image (PNG/JPEG)."})
     threshold: float = field(default=0.3, metadata={"help": "Score threshold."})
     iou: float = field(default=0.5, metadata={"help": "Non-max suppression IoU."})
     output: str | None = field(default=None, metadata={"help": "Write the image with its boxes here (PNG/JPEG)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run a transformers detector's own code from its repository."})
     debug: bool = field(default=False, metadata={"help": "Show full tracebacks."})
 
     def __post_init__(self):
@@ -36,9 +38,9 @@ class DetectArguments:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = parse_args((DetectArguments,), argv)
-    from hfdl.tasks.detection.model import YoloDetector, detect_image
+    from hfdl.tasks.detection.model import detect_image, load_detector
 
-    model = YoloDetector.from_pretrained(args.model)
+    model = load_detector(args.model, trust_remote_code=args.trust_remote_code)
     detections, drawn = detect_image(model, args.image, args.threshold, args.iou)
     if args.output:
         drawn.save(args.output)
