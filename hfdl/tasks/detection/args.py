@@ -19,7 +19,14 @@ class DetectorArguments:
         metadata={"help": "The yolo backbone: an offline backbone (tf_efficientnet_lite0, mobilenetv2_100), a timm name or a timm Hub id."},
     )
     pretrained: bool = field(default=True, metadata={"help": "Start the backbone from its pretrained weights (false: from scratch)."})
+    compare_scratch: bool = field(
+        default=False,
+        metadata={"help": "Also train the same detector from scratch: OUTPUT/pretrained and OUTPUT/scratch side by side (comparison.md/png)."},
+    )
     neck_channels: int = field(default=96, metadata={"help": "Width of the neck and the head."})
+    head: str = field(
+        default="shared", metadata={"help": "shared: one branch for objectness, box and classes | decoupled: classes in a branch of their own (YOLOX)."}
+    )
     box_loss: str = field(default="ciou", metadata={"help": "ciou | giou."})
     score_threshold: float = field(default=0.05, metadata={"help": "Detections below this score are dropped before mAP and drawing."})
     iou_threshold: float = field(default=0.5, metadata={"help": "Non-max suppression IoU (class-wise)."})

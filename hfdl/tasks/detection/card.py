@@ -23,6 +23,10 @@ METRICS = {
     "eval_mar_100": ("mar_100", "mAR@100"),
     "eval_loss": ("loss", "Detection loss (objectness + box + class)"),
 }
+HEAD_DESCRIPTIONS = {
+    "shared": "one head shared by the three grids",
+    "decoupled": "a decoupled head (as YOLOX: objectness and box from one branch, the classes from a deeper branch of their own) shared by the three grids",
+}
 __all__ = ["detection_card", "plans", "write_cards"]
 
 
@@ -52,7 +56,7 @@ def _how_to_use(repo_id: str) -> str:
 def _hyperparameters(m: dict, d: dict, t: dict) -> dict:
     return {
         "backbone": m["model_name_or_path"], "pretrained backbone": m["pretrained"], "image size": d["image_size"],
-        "neck channels": m["neck_channels"], "box loss": m["box_loss"], "batch size (per device)": t["per_device_train_batch_size"],
+        "neck channels": m["neck_channels"], "head": m.get("head", "shared"), "box loss": m["box_loss"], "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
         "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
         "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']}, colour jitter {d['color_jitter']}",
@@ -92,6 +96,7 @@ def detection_card(out: Path, repo_id: str):
         backbone=m["model_name_or_path"],
         backbone_origin=f"ImageNet-pretrained, [{base}](https://huggingface.co/{base})" if base else "random initialisation",
         box_loss=m["box_loss"].upper(),
+        head_description=HEAD_DESCRIPTIONS[m.get("head", "shared")],
         num_parameters=f"{r['num_parameters']:,}",
         label_list=", ".join(f"`{n}`" for n in data["label_names"]),
         data_description=f"{ds['about']} Train: {r['train_images']} images; {r['clipped_boxes']} boxes clipped to their image and {r['dropped_boxes']} degenerate boxes dropped.",

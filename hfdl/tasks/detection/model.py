@@ -50,6 +50,43 @@ class TopDownNeck(nn.Module):
         return [s(m) for s, m in zip(self.smooth, maps)]
 
 
+class SharedHead(nn.Sequential):
+    """One 3x3 conv, then a 1x1 conv giving every cell `[pc, bx, by, bw, bh, c1..cK]` (the lectures' vector)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(ConvBnAct(channels, channels, 3), nn.Conv2d(channels, 5 + num_classes, 1))
+
+    def init_bias(self) -> None:
+        """Objectness starts near 0.01 (few cells hold an object), classes near uniform: a stable first step."""
+        _init_outputs(self[-1].bias, self[-1].bias[:0])
+
+
+class DecoupledHead(nn.Module):
+    """As YOLOX: objectness + box from one 3x3 branch, the classes from a deeper one of their own (what is in a box
+    and where it is want different features); the output layout is the shared head's."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.box = nn.Sequential(ConvBnAct(channels, channels, 3), nn.Conv2d(channels, 5, 1))
+        self.cls = nn.Sequential(ConvBnAct(channels, channels, 3), ConvBnAct(channels, channels, 3), nn.Conv2d(channels, num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.box(x), self.cls(x)], 1)
+
+    def init_bias(self) -> None:
+        _init_outputs(self.box[-1].bias, self.cls[-1].bias)
+
+
+def _init_outputs(box_bias: torch.Tensor, cls_bias: torch.Tensor) -> None:
+    with torch.no_grad():
+        box_bias.zero_()
+        cls_bias.zero_()
+        box_bias[0] = -math.log((1 - 0.01) / 0.01)
+
+
+HEADS = {"shared": SharedHead, "decoupled": DecoupledHead}
+
+
 class YoloDetector(
     nn.Module,
     StrictHubMixin,
@@ -82,12 +119,15 @@ class YoloDetector(
         neck_channels: int = 64,
         mean: tuple[float, ...] = (0.5, 0.5, 0.5),
         std: tuple[float, ...] = (0.5, 0.5, 0.5),
+        head: str = "shared",
     ):
         super().__init__()
         import timm
 
         if num_classes < 1 or image_size < 32 or neck_channels < 1:
             raise HfdlError(f"num_classes, image_size and neck_channels must be >= 1, 32 and 1; got {num_classes}, {image_size}, {neck_channels}")
+        if head not in HEADS:
+            raise HfdlError(f"head '{head}' is unknown: use one of {', '.join(HEADS)}")
         if label_names is not None and len(label_names) != num_classes:
             raise HfdlError(f"{len(label_names)} label names for {num_classes} classes: give one name per class")
         self.num_classes, self.image_size = num_classes, image_size
@@ -100,16 +140,9 @@ class YoloDetector(
             raise HfdlError(f"cannot build the detector backbone '{backbone}' ({type(err).__name__}): use a timm architecture name") from err
         self.strides = tuple(self.backbone.feature_info.reduction())
         self.neck = TopDownNeck(self.backbone.feature_info.channels(), neck_channels)
-        self.head = nn.Sequential(ConvBnAct(neck_channels, neck_channels, 3), nn.Conv2d(neck_channels, 5 + num_classes, 1))
-        self._init_head_bias()
+        self.head = HEADS[head](neck_channels, num_classes)
+        self.head.init_bias()
         self._grids: dict[tuple, torch.Tensor] = {}
-
-    def _init_head_bias(self) -> None:
-        """Objectness starts near 0.01 (few cells hold an object), classes near uniform: a stable first step."""
-        last = self.head[-1]
-        with torch.no_grad():
-            last.bias.zero_()
-            last.bias[0] = -math.log((1 - 0.01) / 0.01)
 
     def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) normalised -> one raw map (B, 5 + K, H_l, W_l) per grid, fine to coarse."""
@@ -142,14 +175,30 @@ class YoloDetector(
         return (images - self.mean) / self.std
 
     def postprocess(
-        self, raw: list[torch.Tensor], score_threshold: float = 0.25, iou_threshold: float = 0.5, max_detections: int = 100
+        self,
+        raw: list[torch.Tensor],
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.5,
+        max_detections: int = 100,
+        multi_label: bool = False,
     ) -> list[dict[str, torch.Tensor]]:
         """Raw maps -> per image {"boxes" (N, 4) xyxy px, "scores" (N,), "labels" (N,)}: score = objectness x class
-        probability, kept from `score_threshold` on, then class-wise non-max suppression (`boxes.postprocess`)."""
+        probability, kept from `score_threshold` on, then class-wise non-max suppression (`boxes.postprocess`).
+
+        `multi_label=False` gives each box its best class (what a user wants to see); `True` keeps every
+        (box, class) pair above the threshold, as YOLOv5's and torchvision's detectors do for mAP, so a box whose
+        class is uncertain also ranks under its second class."""
         boxes, obj, cls = self.decode(raw)
-        scores, labels = (obj.sigmoid().unsqueeze(-1) * cls.softmax(-1)).max(-1)  # (B, N) each
-        kept = (box_ops.postprocess(boxes[b], scores[b], labels[b], score_threshold, iou_threshold, max_detections) for b in range(boxes.shape[0]))
-        return [dict(zip(("boxes", "scores", "labels"), k)) for k in kept]
+        probs = obj.sigmoid().unsqueeze(-1) * cls.softmax(-1)  # (B, N, K)
+        found = []
+        for b in range(boxes.shape[0]):
+            if multi_label:
+                cell, label = (probs[b] >= score_threshold).nonzero(as_tuple=True)
+                picked = (boxes[b][cell], probs[b][cell, label], label)
+            else:
+                picked = (boxes[b], *probs[b].max(-1))
+            found.append(dict(zip(("boxes", "scores", "labels"), box_ops.postprocess(*picked, score_threshold, iou_threshold, max_detections))))
+        return found
 
     @torch.inference_mode()
     def detect(
@@ -188,3 +237,13 @@ def draw_detections(pixels: torch.Tensor, found: dict[str, torch.Tensor], label_
 
     captions = [f"{label_names[c]} {s:.2f}" for c, s in zip(found["labels"].tolist(), found["scores"].tolist())]
     return draw_bounding_boxes(pixels, found["boxes"].cpu(), captions, colors="yellow", width=width) if captions else pixels
+
+
+def load_detector(path_or_id: str, trust_remote_code: bool = False):
+    """A detector folder or Hub id -> a model with `detect`, `normalize`, `image_size`, `label_names`, `mean`:
+    the yolo type (hfdl's config.json) or a transformers detector (config.json with a `model_type`)."""
+    from hfdl.tasks.detection.transformers_detector import TransformersDetector, is_transformers_checkpoint
+
+    if is_transformers_checkpoint(path_or_id):
+        return TransformersDetector.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    return YoloDetector.from_pretrained(path_or_id)

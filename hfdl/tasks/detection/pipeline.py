@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 
 from hfdl import assets
 from hfdl.core.backbones import base_model_id, create_backbone
+from hfdl.core.checkpoints import list_checkpoints
 from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, write_json
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import make_accelerator, train
@@ -28,11 +31,13 @@ from hfdl.tasks.detection.data import (
 )
 from hfdl.tasks.detection.loss import YoloLoss
 from hfdl.tasks.detection.model import OUT_INDICES, YoloDetector, draw_detections
+from hfdl.tasks.detection.report import pr_curve, write_comparison, write_pr_curve
 
 logger = logging.getLogger(__name__)
 
 TASK = "object-detection"
-OUTPUTS = ("config.json", "model.safetensors", "predictions.png")
+OUTPUTS = ("config.json", "model.safetensors", "predictions.png", "pr_curve.png", "pr_curve.json")
+VARIANTS = {"pretrained": True, "scratch": False}  # --compare_scratch: the variant folders and their backbone start
 MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100")
 
 
@@ -63,7 +68,7 @@ def build_detector(detector_args: DetectorArguments, label_names: list[str], ima
     cfg = backbone.pretrained_cfg
     model = YoloDetector(
         backbone=cfg.get("architecture") or detector_args.model_name_or_path, num_classes=len(label_names), label_names=label_names,
-        image_size=image_size, neck_channels=detector_args.neck_channels, mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)),
+        image_size=image_size, neck_channels=detector_args.neck_channels, head=detector_args.head, mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)),
     )  # fmt: skip
     model.backbone.load_state_dict(backbone.state_dict())  # strict: the same architecture
     return model
@@ -81,10 +86,10 @@ def evaluate_detector(accelerator: Accelerator, model: YoloDetector, criterion: 
         raw = model(x)
         loss_sum += criterion(raw, targets)["loss"].item() * len(targets)
         n += len(targets)
-        detections = model.postprocess(raw, score_threshold, iou_threshold)  # the same forward pass as the loss
+        detections = model.postprocess(raw, score_threshold, iou_threshold, multi_label=True)  # the loss's forward pass
         pairs += [({k: v.cpu() for k, v in d.items()}, {"boxes": t["boxes"].cpu(), "labels": t["labels"].cpu()}) for d, t in zip(detections, targets)]
     pairs = accelerator.gather_for_metrics(pairs, use_gather_object=True)
-    metric = MeanAveragePrecision(class_metrics=True, sync_on_compute=False)
+    metric = MeanAveragePrecision(class_metrics=True, extended_summary=True, sync_on_compute=False)
     metric.update([p for p, _ in pairs], [t for _, t in pairs])
     found = metric.compute()
     model.train(was_training)
@@ -92,6 +97,7 @@ def evaluate_detector(accelerator: Accelerator, model: YoloDetector, criterion: 
     out["eval_loss"] = loss_sum / max(n, 1)
     out["per_class_ap"] = [round(v, 4) for v in found["map_per_class"].reshape(-1).tolist()]
     out["per_class_classes"] = found["classes"].reshape(-1).tolist()
+    out["pr_curve"] = pr_curve(found)
     return out
 
 
@@ -111,7 +117,34 @@ def draw_predictions(model: YoloDetector, images: DetectionImages, label_names: 
 
 
 def run(detector_args: DetectorArguments, data_args: DetectionDataArguments, training_args: DetectionTrainingArguments, argv: list[str] | None = None) -> dict:
-    """Train the detector, evaluate it (mAP), write the run folder and its card; returns all_results."""
+    """Train the detector, evaluate it (mAP), write the run folder and its card; returns all_results.
+
+    With `--compare_scratch`, the same detector is trained twice, from the pretrained backbone into
+    `OUTPUT/pretrained` and from random weights into `OUTPUT/scratch` (each a complete run folder), and
+    `OUTPUT/comparison.{md,json,png}` sets them side by side; returns {variant: all_results}."""
+    if not detector_args.compare_scratch:
+        return run_one(detector_args, data_args, training_args, argv)
+    out, results = Path(training_args.output_dir), {}
+    for name, pretrained in VARIANTS.items():
+        folder, resume = out / name, training_args.resume_from_checkpoint
+        if resume and (folder / ALL_RESULTS).is_file():
+            logger.info("%s: already finished, reusing %s", name, folder / ALL_RESULTS)
+            results[name] = json.loads((folder / ALL_RESULTS).read_text(encoding="utf-8"))
+            continue
+        if resume == "latest" and not list_checkpoints(folder):
+            resume = None
+        variant_args = replace(training_args, output_dir=str(folder), resume_from_checkpoint=resume)
+        results[name] = run_one(replace(detector_args, pretrained=pretrained, compare_scratch=False), data_args, variant_args, argv)
+    if PartialState().is_main_process:
+        table = write_comparison(results, out, Path(data_args.dataset_name or data_args.train_dir or "offline composites").name)
+        print(table)
+    return results
+
+
+def run_one(
+    detector_args: DetectorArguments, data_args: DetectionDataArguments, training_args: DetectionTrainingArguments, argv: list[str] | None = None
+) -> dict:
+    """One detector into `--output_dir` (see `run`)."""
     from torch.utils.data import DataLoader
 
     t_wall = time.perf_counter()
@@ -170,6 +203,8 @@ def run(detector_args: DetectorArguments, data_args: DetectionDataArguments, tra
     if accelerator.is_main_process:
         model.eval().save_pretrained(out)
         draw_predictions(model, eval_images, names, out / "predictions.png", detector_args.score_threshold)
+        write_json(out / "pr_curve.json", final.get("pr_curve", {}))
+        write_pr_curve(final.get("pr_curve"), names, out / "pr_curve.png")
         write_json(out / "history.json", result.history)
         write_json(out / ALL_RESULTS, results)
         write_cards(out)

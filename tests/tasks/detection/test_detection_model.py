@@ -97,6 +97,33 @@ def test_detect_filters_by_score_and_suppresses_overlaps(monkeypatch):
     assert len(none["boxes"]) == 0
 
 
+def test_multi_label_also_ranks_an_uncertain_box_under_its_second_class(monkeypatch):
+    """For mAP (as YOLOv5's validation): a box whose classes are 60/40 appears once per class above the threshold;
+    what a user sees (`multi_label=False`) keeps only its best class."""
+    model = tiny(num_classes=3).eval()
+    raw = [torch.full_like(r, -20.0) for r in model(torch.zeros(1, 3, 64, 64))]
+    raw[0][0, 0, 3, 3] = 20.0  # objectness ~1
+    raw[0][0, 1:5, 3, 3] = 0.0
+    raw[0][0, 5:, 3, 3] = torch.tensor([0.6, 0.4, 1e-6]).log()  # class probabilities 0.6, 0.4, ~0
+    monkeypatch.setattr(model, "forward", lambda x: raw)
+    (single,) = model.postprocess(raw, score_threshold=0.3)
+    (multi,) = model.postprocess(raw, score_threshold=0.3, multi_label=True)
+    assert single["labels"].tolist() == [0] and single["scores"].tolist() == pytest.approx([0.6], abs=1e-3)
+    assert multi["labels"].tolist() == [0, 1] and multi["scores"].tolist() == pytest.approx([0.6, 0.4], abs=1e-3)
+    assert torch.equal(multi["boxes"][0], multi["boxes"][1])  # the same box: class-wise NMS keeps both
+
+
+@pytest.mark.parametrize("head", ["shared", "decoupled"])
+def test_heads_give_the_lectures_cell_vector_and_start_with_rare_objects(head):
+    model = YoloDetector("test_efficientnet", num_classes=3, image_size=64, neck_channels=16, head=head).eval()
+    raw = model(torch.rand(2, 3, 64, 64))
+    assert [r.shape[1] for r in raw] == [8, 8, 8]  # [pc, bx, by, bw, bh, c1, c2, c3]
+    _, obj, _ = model.decode(raw)
+    assert obj.sigmoid().mean() < 0.05  # objectness starts near 0.01
+    with pytest.raises(HfdlError, match="head 'wide' is unknown"):
+        YoloDetector("test_efficientnet", num_classes=3, head="wide")
+
+
 def test_save_and_load_round_trip_is_strict(tmp_path):
     model = tiny(num_classes=2).eval()
     model.label_names = ["square", "bar"]

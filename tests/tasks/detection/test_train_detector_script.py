@@ -48,10 +48,14 @@ def launched(tiny_set, tmp_path_factory):
 
 def test_run_folder_results_and_card(launched):
     out = launched
-    assert {"config.json", "model.safetensors", "predictions.png", "all_results.json", "run_config.json", "history.json", "README.md"} <= {
+    assert {"config.json", "model.safetensors", "predictions.png", "pr_curve.png", "all_results.json", "run_config.json", "history.json", "README.md"} <= {
         p.name for p in out.iterdir()
     }
     results = json.loads((out / "all_results.json").read_text())
+    curve = json.loads((out / "pr_curve.json").read_text())  # COCO's interpolated precision at IoU .5: its mean is mAP@.50
+    curves = list(curve["precision"].values())
+    assert curve["iou"] == 0.5 and len(curve["recall"]) == 101 and all(len(c) == 101 for c in curves)
+    assert sum(sum(c) / 101 for c in curves) / len(curves) == pytest.approx(results["eval_map_50"], abs=2e-3)
     for key in ("eval_map", "eval_map_50", "eval_map_75", "eval_mar_100", "eval_loss"):
         assert 0 <= results[key] <= (1 if key != "eval_loss" else 1e6), key
     assert results["validation_images"] == 8 and results["train_images"] == 24 and results["completed_steps"] == 6
@@ -82,6 +86,27 @@ def test_resumed_run_equals_uninterrupted_run(tiny_set, tmp_path):
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(part / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["eval_map"] == full["eval_map"] and resumed["eval_loss"] == pytest.approx(full["eval_loss"])
+
+
+def test_compare_scratch_trains_both_side_by_side(tiny_set, tmp_path):
+    """--compare_scratch: the pretrained and the scratch detector, each a complete run folder, and the comparison."""
+    args = tiny(tmp_path, tiny_set, "--compare_scratch", "true", "--max_train_steps", "2")
+    args[args.index("test_efficientnet")] = "tf_efficientnet_lite0"  # an offline pretrained backbone
+    del args[args.index("--pretrained") : args.index("--pretrained") + 2]
+    results = train_detector.main(args)
+    assert set(results) == {"pretrained", "scratch"}
+    for name, pretrained in (("pretrained", True), ("scratch", False)):
+        folder = tmp_path / name
+        assert json.loads((folder / "all_results.json").read_text()) == results[name]
+        config = json.loads((folder / "run_config.json").read_text())
+        assert config["model_args"]["pretrained"] is pretrained and (config["base_model"] is not None) is pretrained
+        assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
+    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("pretrained", "scratch"))
+    assert not torch.equal(a["backbone.conv_stem.weight"], b["backbone.conv_stem.weight"])
+    table = (tmp_path / "comparison.md").read_text()
+    assert "pretrained (ImageNet)" in table and "from scratch" in table and f"{results['scratch']['eval_map_50']:.4f}" in table
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    assert [r["variant"] for r in json.loads((tmp_path / "comparison.json").read_text())] == ["pretrained", "scratch"]
 
 
 def test_bad_input_is_one_line(tiny_set, tmp_path):
