@@ -84,7 +84,7 @@ class TrainingArguments:
                 raise HfdlError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
             raise HfdlError(f"--max_train_steps must be >= 1, got {self.max_train_steps}")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:  # None: a task resolves it (e.g. by model kind)
             raise HfdlError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             raise HfdlError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
+
+# The optimiser recipe per model kind: the yolo type's measured default; the transformers example's for DETR & co.
+MODEL_RECIPES = {"yolo": {"learning_rate": 2e-3, "weight_decay": 0.05}, "transformers": {"learning_rate": 5e-5, "weight_decay": 1e-4}}
 
 # The embedded offline default: Fashion-MNIST items on real photos (hfdl.assets.composite_dataset).
 EMBEDDED_DEFAULT = {"num_train": 2000, "num_validation": 400, "image_size": 160}
@@ -13,11 +16,18 @@ EMBEDDED_DEFAULT = {"num_train": 2000, "num_validation": 400, "image_size": 160}
 
 @dataclass
 class DetectorArguments:
-    model_type: str = field(default="yolo", metadata={"help": "yolo: a one-stage grid detector on a timm backbone."})
+    model_type: str = field(
+        default="yolo",
+        metadata={"help": "yolo: a one-stage grid detector on a timm backbone | transformers (implied by a transformers detector id in --model_name_or_path)."},
+    )
     model_name_or_path: str = field(
         default="tf_efficientnet_lite0",
-        metadata={"help": "The yolo backbone: an offline backbone (tf_efficientnet_lite0, mobilenetv2_100), a timm name or a timm Hub id."},
+        metadata={
+            "help": "The yolo backbone (an offline backbone: tf_efficientnet_lite0, mobilenetv2_100; a timm name or timm Hub id), or a "
+            "transformers detector (Hub id or folder: facebook/detr-resnet-50, PekingU/rtdetr_r50vd, hustvl/yolos-tiny...), re-headed for the classes."
+        },
     )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow a transformers detector's own code from its repo (off: only run code you trust)."})
     pretrained: bool = field(default=True, metadata={"help": "Start the backbone from its pretrained weights (false: from scratch)."})
     compare_scratch: bool = field(
         default=False,
@@ -32,8 +42,8 @@ class DetectorArguments:
     iou_threshold: float = field(default=0.5, metadata={"help": "Non-max suppression IoU (class-wise)."})
 
     def __post_init__(self):
-        if self.model_type != "yolo":
-            raise HfdlError(f"--model_type '{self.model_type}' is not available yet: use yolo")
+        if self.model_type not in MODEL_RECIPES:
+            raise HfdlError(f"--model_type '{self.model_type}' is unknown: use yolo, or transformers with a transformers detector id")
         if self.box_loss not in ("ciou", "giou"):
             raise HfdlError(f"--box_loss '{self.box_loss}' is unknown: use ciou or giou")
         if not 0 <= self.score_threshold < 1 or not 0 < self.iou_threshold <= 1:
@@ -79,7 +89,21 @@ class DetectionTrainingArguments(TrainingArguments):
     output_dir: str = field(default="outputs/detector", metadata={"help": "Where the detector, results and checkpoints go."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Images per batch."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Images per evaluation batch."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW)."})
-    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay (not on norms and biases)."})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate (AdamW). Default: 2e-3 for yolo, 5e-5 for transformers detectors (their example's)."}
+    )
+    weight_decay: float | None = field(
+        default=None, metadata={"help": "AdamW weight decay (not on norms and biases). Default: 0.05 for yolo, 1e-4 for transformers detectors."}
+    )
+
+    def for_model(self, kind: str) -> DetectionTrainingArguments:
+        """These arguments with the unset learning rate and weight decay taken from the recipe of `kind` (MODEL_RECIPES)."""
+        recipe = MODEL_RECIPES[kind]
+        return replace(
+            self,
+            learning_rate=recipe["learning_rate"] if self.learning_rate is None else self.learning_rate,
+            weight_decay=recipe["weight_decay"] if self.weight_decay is None else self.weight_decay,
+        )
+
     warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
     max_grad_norm: float | None = field(default=10.0, metadata={"help": "Gradient clipping norm."})

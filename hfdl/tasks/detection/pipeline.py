@@ -1,9 +1,10 @@
-"""Object detection: data in the Hub's form -> a YOLO-style detector on a timm backbone -> mAP -> a run folder."""
+"""Object detection: data in the Hub's form -> a YOLO-style detector on a timm backbone (or a transformers detector) -> mAP -> a run folder."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from hfdl.core.checkpoints import list_checkpoints
 from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, write_json
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import make_accelerator, train
+from hfdl.errors import HfdlError
 from hfdl.tasks.detection.args import EMBEDDED_DEFAULT, DetectionDataArguments, DetectionTrainingArguments, DetectorArguments
 from hfdl.tasks.detection.card import write_cards
 from hfdl.tasks.detection.data import (
@@ -32,11 +34,12 @@ from hfdl.tasks.detection.data import (
 from hfdl.tasks.detection.loss import YoloLoss
 from hfdl.tasks.detection.model import OUT_INDICES, YoloDetector, draw_detections
 from hfdl.tasks.detection.report import pr_curve, write_comparison, write_pr_curve
+from hfdl.tasks.detection.transformers_detector import EXAMPLES, TransformersDetector, build_transformers_detector, is_transformers_detector_id
 
 logger = logging.getLogger(__name__)
 
 TASK = "object-detection"
-OUTPUTS = ("config.json", "model.safetensors", "predictions.png", "pr_curve.png", "pr_curve.json")
+OUTPUTS = ("config.json", "model.safetensors", "preprocessor_config.json", "predictions.png", "pr_curve.png", "pr_curve.json")
 VARIANTS = {"pretrained": True, "scratch": False}  # --compare_scratch: the variant folders and their backbone start
 MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100")
 
@@ -62,8 +65,22 @@ def load_data(data_args: DetectionDataArguments, seed: int):
     return dsd, names, source, stats
 
 
-def build_detector(detector_args: DetectorArguments, label_names: list[str], image_size: int) -> YoloDetector:
-    """The detector with its backbone's pretrained weights (or random ones with `--pretrained false`)."""
+def detector_kind(detector_args: DetectorArguments) -> str:
+    """ "transformers" for a transformers detector checkpoint in --model_name_or_path, else "yolo" (a timm backbone)."""
+    if is_transformers_detector_id(detector_args.model_name_or_path):
+        return "transformers"
+    if detector_args.model_type == "transformers":
+        raise HfdlError(
+            f"--model_type transformers needs a transformers detector in --model_name_or_path (e.g. {EXAMPLES}), got '{detector_args.model_name_or_path}'"
+        )
+    return "yolo"
+
+
+def build_detector(detector_args: DetectorArguments, label_names: list[str], image_size: int) -> YoloDetector | TransformersDetector:
+    """The detector with its pretrained weights (or random ones with `--pretrained false`): the yolo type on a timm
+    backbone, or a transformers detector re-headed for `label_names`."""
+    if detector_kind(detector_args) == "transformers":
+        return build_transformers_detector(detector_args.model_name_or_path, label_names, image_size, detector_args.pretrained, detector_args.trust_remote_code)
     backbone = create_backbone(detector_args.model_name_or_path, pretrained=detector_args.pretrained, features_only=True, out_indices=OUT_INDICES)
     cfg = backbone.pretrained_cfg
     model = YoloDetector(
@@ -74,8 +91,18 @@ def build_detector(detector_args: DetectorArguments, label_names: list[str], ima
     return model
 
 
+def loss_and_output(model, criterion: YoloLoss | None, pixel_values: torch.Tensor, targets: list[dict]):
+    """(loss, raw output) of one batch: the yolo type's raw maps through `YoloLoss`, a transformers detector's own
+    loss (Hungarian matching) from its output."""
+    if criterion is None:
+        raw = model(pixel_values, targets)
+        return raw.loss, raw
+    raw = model(pixel_values)
+    return criterion(raw, targets)["loss"], raw
+
+
 @torch.inference_mode()
-def evaluate_detector(accelerator: Accelerator, model: YoloDetector, criterion: YoloLoss, batches, score_threshold: float, iou_threshold: float) -> dict:
+def evaluate_detector(accelerator: Accelerator, model, criterion: YoloLoss | None, batches, score_threshold: float, iou_threshold: float) -> dict:
     """mAP (COCO, torchmetrics) over every evaluation image exactly once, plus the loss; per-class AP as lists."""
     from torchmetrics.detection import MeanAveragePrecision
 
@@ -83,8 +110,8 @@ def evaluate_detector(accelerator: Accelerator, model: YoloDetector, criterion: 
     model.eval()
     pairs, loss_sum, n = [], 0.0, 0
     for x, targets in batches:
-        raw = model(x)
-        loss_sum += criterion(raw, targets)["loss"].item() * len(targets)
+        loss, raw = loss_and_output(model, criterion, x, targets)
+        loss_sum += loss.item() * len(targets)
         n += len(targets)
         detections = model.postprocess(raw, score_threshold, iou_threshold, multi_label=True)  # the loss's forward pass
         pairs += [({k: v.cpu() for k, v in d.items()}, {"boxes": t["boxes"].cpu(), "labels": t["labels"].cpu()}) for d, t in zip(detections, targets)]
@@ -154,6 +181,8 @@ def run_one(
     with accelerator.main_process_first():
         dsd, names, source, stats = load_data(data_args, training_args.seed)
     accelerator.print(f"data: {source}: {stats['train']['images']} train / {stats['validation']['images']} validation images, {len(names)} classes")
+    kind = detector_kind(detector_args)
+    training_args = training_args.for_model(kind)
     torch.manual_seed(training_args.seed)
     model = build_detector(detector_args, names, data_args.image_size)
     mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()
@@ -164,11 +193,12 @@ def run_one(
     workers = training_args.dataloader_num_workers
     train_dl = DataLoader(train_images, batch, shuffle=True, collate_fn=collate_detection, num_workers=workers, drop_last=len(train_images) > batch)
     eval_dl = accelerator.prepare(DataLoader(eval_images, training_args.per_device_eval_batch_size, collate_fn=collate_detection, num_workers=workers))
-    criterion = YoloLoss(model, box_loss=detector_args.box_loss)
+    criterion = YoloLoss(model, box_loss=detector_args.box_loss) if kind == "yolo" else None
     out.mkdir(parents=True, exist_ok=True)
     config = run_config(
         TASK, argv, {"model_args": detector_args, "data_args": {**vars(data_args)}, "training_args": training_args}, accelerator,
-        base_model=base_model_id(detector_args.model_name_or_path) if detector_args.pretrained else None,
+        base_model=_base_model(detector_args, kind),
+        detector_kind=kind,
         data={"source": source, "label_names": names, "stats": stats, "train_fingerprint": dsd["train"]._fingerprint, "eval_fingerprint": dsd["validation"]._fingerprint},
         offline_assets=_offline_assets(detector_args, data_args),
     )  # fmt: skip
@@ -181,7 +211,7 @@ def run_one(
     with mem:
         model, result = train(
             accelerator, model, None, train_dl, training_args, out,
-            compute_loss=lambda m, b: criterion(m(b[0]), b[1])["loss"], evaluate=evaluate, run_name="yolo",
+            compute_loss=lambda m, b: loss_and_output(m, criterion, *b)[0], evaluate=evaluate, run_name=kind,
         )  # fmt: skip
     final = result.final_metrics
     results = {
@@ -211,6 +241,14 @@ def run_one(
     accelerator.wait_for_everyone()
     accelerator.print({k: round(v, 4) for k, v in results.items() if k.startswith("eval_")})
     return results
+
+
+def _base_model(detector_args: DetectorArguments, kind: str) -> str | None:
+    if not detector_args.pretrained:
+        return None
+    if kind == "transformers":  # a Hub id, or a local folder of unknown origin
+        return None if os.path.isdir(detector_args.model_name_or_path) else detector_args.model_name_or_path
+    return base_model_id(detector_args.model_name_or_path)
 
 
 def _offline_assets(detector_args: DetectorArguments, data_args: DetectionDataArguments) -> list[dict]:
