@@ -19,16 +19,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 try:
-    from hfdl.core.images import MAX_INPUT_PIXELS, image_to_tensor, to_rgb
+    from hfdl.core.images import MAX_INPUT_PIXELS, to_rgb
     from hfdl.tasks.detection import boxes as box_ops
-    from hfdl.tasks.detection.model import load_detector
+    from hfdl.tasks.detection.model import detect_in_image, load_detector
 except ImportError:  # a checkout of the repository: use its hfdl package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from hfdl.core.images import MAX_INPUT_PIXELS, image_to_tensor, to_rgb
+    from hfdl.core.images import MAX_INPUT_PIXELS, to_rgb
     from hfdl.tasks.detection import boxes as box_ops
-    from hfdl.tasks.detection.model import load_detector
+    from hfdl.tasks.detection.model import detect_in_image, load_detector
 
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.ops import clip_boxes_to_image  # noqa: E402
 
@@ -120,15 +119,11 @@ def run_model(image, model_name: str | None) -> dict:
     name, model = get_model(model_name)
     img = to_rgb(image)  # RGBA (transparency dropped), grayscale, palette ... -> RGB
     t0 = time.perf_counter()
-    x = image_to_tensor(img)  # (1, 3, H, W) in [0, 1]
-    size = model.image_size
-    resized = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)  # as detect_image
     try:
-        (found,) = model.detect(model.normalize(resized.to(model.mean.device)), score_threshold=RAW_THRESHOLD, iou_threshold=RAW_IOU, max_detections=MAX_RAW)
+        found = detect_in_image(model, img, score_threshold=RAW_THRESHOLD, iou_threshold=RAW_IOU, max_detections=MAX_RAW)
     except HfdlError as err:
         raise gr.Error(str(err), print_exception=False) from None
     seconds = time.perf_counter() - t0
-    scale = torch.tensor([img.width, img.height, img.width, img.height], dtype=torch.float32) / size
     print(f"model run: {name} on {img.width}x{img.height} px, {len(found['scores'])} raw detections, {seconds * 1000:.0f} ms", flush=True)
     display = img.resize(_display_size(img.width, img.height), Image.Resampling.BICUBIC if max(img.size) < DISPLAY_SIZE else Image.Resampling.LANCZOS)
     return {
@@ -137,9 +132,7 @@ def run_model(image, model_name: str | None) -> dict:
         "image": display,
         "width": img.width,
         "height": img.height,
-        "boxes": found["boxes"].detach().float().cpu() * scale,  # (N, 4) xyxy in the image's pixels
-        "scores": found["scores"].detach().float().cpu(),
-        "labels": found["labels"].detach().cpu(),
+        **found,  # boxes (N, 4) xyxy in the image's pixels, scores, labels
         "seconds": seconds,
     }
 

@@ -208,26 +208,32 @@ class YoloDetector(
         return self.postprocess(self(pixel_values), score_threshold, iou_threshold, max_detections)
 
 
-def detect_image(model: YoloDetector, image, score_threshold: float = 0.3, iou_threshold: float = 0.5) -> tuple[list[dict], "PIL.Image.Image"]:  # noqa: F821
-    """One image (path, PIL or array) -> ([{"label", "score", "box" xyxy in the image's pixels}], the image with its boxes).
+def detect_in_image(model, image, score_threshold: float = 0.3, iou_threshold: float = 0.5, max_detections: int = 100) -> dict[str, torch.Tensor]:
+    """One RGB PIL image -> {"boxes" (N, 4) xyxy in the image's pixels, clipped to it, "scores", "labels"}: the image is
+    resized to the model's square input (as in training) and the boxes scaled back. Any model `load_detector` gives."""
+    from hfdl.core.images import image_to_tensor
 
-    The image is resized to the model's square input and the boxes scaled back, as in training.
-    """
+    x = image_to_tensor(image)  # (1, 3, H, W) in [0, 1]
+    resized = torch.nn.functional.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear", antialias=True, align_corners=False)
+    (found,) = model.detect(model.normalize(resized.to(model.mean.device)), score_threshold, iou_threshold, max_detections)
+    scale = torch.tensor([image.width, image.height, image.width, image.height], dtype=torch.float32) / model.image_size
+    boxes = clip_boxes_to_image(found["boxes"].detach().float().cpu() * scale, (image.height, image.width))
+    return {"boxes": boxes, "scores": found["scores"].detach().float().cpu(), "labels": found["labels"].detach().cpu()}
+
+
+def detect_image(model, image, score_threshold: float = 0.3, iou_threshold: float = 0.5) -> tuple[list[dict], "PIL.Image.Image"]:  # noqa: F821
+    """One image (path, PIL or array) -> ([{"label", "score", "box" xyxy in the image's pixels}], the image with its boxes)."""
     from torchvision.transforms.v2 import functional as tvf
 
-    from hfdl.core.images import image_to_tensor, open_image, tensor_to_image
+    from hfdl.core.images import open_image, tensor_to_image
 
     img = open_image(image)
-    x = image_to_tensor(img)  # (1, 3, H, W) in [0, 1]
-    resized = torch.nn.functional.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear", antialias=True, align_corners=False)
-    (found,) = model.detect(model.normalize(resized.to(model.mean.device)), score_threshold, iou_threshold)
-    scale = torch.tensor([img.width, img.height, img.width, img.height]) / model.image_size
-    boxes = clip_boxes_to_image(found["boxes"].cpu() * scale, (img.height, img.width))  # (N, 4) in the image's pixels
+    found = detect_in_image(model, img, score_threshold, iou_threshold)
     detections = [
         {"label": model.label_names[c], "score": round(s, 4), "box": [round(v, 1) for v in b]}
-        for c, s, b in zip(found["labels"].tolist(), found["scores"].tolist(), boxes.tolist())
+        for c, s, b in zip(found["labels"].tolist(), found["scores"].tolist(), found["boxes"].tolist())
     ]
-    drawn = draw_detections(tvf.pil_to_tensor(img), {**found, "boxes": boxes}, model.label_names, width=max(2, img.width // 200))
+    drawn = draw_detections(tvf.pil_to_tensor(img), found, model.label_names, width=max(2, img.width // 200))
     return detections, tensor_to_image(drawn.float() / 255)
 
 
