@@ -15,20 +15,27 @@ Inputs are (B, 3, S, S) images already resized to S = `image_size` and normalise
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.ops import clip_boxes_to_image
 
+from hfdl.core.transformers_models import TransformersTask, read_config, square_size
+from hfdl.core.transformers_models import is_transformers_checkpoint as is_transformers_checkpoint  # re-exported for load_detector
 from hfdl.errors import HfdlError
-from hfdl.hub.errors import first_line, hub_errors
 from hfdl.tasks.detection import boxes as box_ops
 
 EXAMPLES = "facebook/detr-resnet-50, microsoft/conditional-detr-resnet-50, PekingU/rtdetr_r50vd, hustvl/yolos-tiny..."
 LOAD_HINT = "pass a transformers object-detection checkpoint (DETR, RT-DETR, YOLOS...) with its preprocessor_config.json"
+DETECTOR = TransformersTask(
+    auto_class="AutoModelForObjectDetection",
+    mapping="MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES",
+    kind="detector",
+    description="an object detector",
+    examples=EXAMPLES,
+    load_hint=LOAD_HINT,
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,38 +45,7 @@ LOAD_HINT = "pass a transformers object-detection checkpoint (DETR, RT-DETR, YOL
 
 def detector_model_types() -> set[str]:
     """The `model_type`s transformers can build with `AutoModelForObjectDetection` (detr, rt_detr, yolos...)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES
-
-    return set(MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES)
-
-
-def read_config(path_or_id: str) -> dict:
-    """config.json of a local folder or a Hub id (from the cache when offline) as a dict; one-line errors."""
-    if os.path.isdir(path_or_id):
-        file = Path(path_or_id) / "config.json"
-        if not file.is_file():
-            raise HfdlError(f"{path_or_id} has no config.json: pass a folder written by train_detector.py or save_pretrained")
-    else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HFValidationError
-
-        try:
-            with hub_errors(path_or_id, "load"):
-                file = Path(hf_hub_download(path_or_id, "config.json"))
-        except HFValidationError as err:
-            raise HfdlError(f"'{path_or_id}' is neither a local folder nor a Hub id: pass a folder or an id like facebook/detr-resnet-50") from err
-        except HfdlError as err:
-            raise HfdlError(f"'{path_or_id}' is not a local folder; as a Hub id: {err}") from err
-    try:
-        return json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HfdlError(f"the config.json of {path_or_id} is not readable JSON ({type(err).__name__}): save the model again") from err
-
-
-def is_transformers_checkpoint(path_or_id: str) -> bool:
-    """True when the folder or Hub id holds a transformers model (its config.json has a `model_type`);
-    hfdl's YoloDetector config has none (it names a `backbone`)."""
-    return "model_type" in read_config(path_or_id)
+    return DETECTOR.model_types()
 
 
 def is_transformers_detector_id(model_name_or_path: str) -> bool:
@@ -77,43 +53,17 @@ def is_transformers_detector_id(model_name_or_path: str) -> bool:
     timm backbone (a timm name, an offline backbone, `timm/...`, `hf-hub:...`, or a folder/id whose config has no `model_type`).
 
     A transformers model that is not a detector (BERT, a classifier...) is an error, not a backbone."""
-    import timm
-
-    name = model_name_or_path
-    if not os.path.isdir(name) and (name.startswith(("hf-hub:", "timm/")) or "/" not in name or timm.is_model(name)):
-        return False  # a timm name (or a typo the backbone resolver reports)
-    config = read_config(name)
-    if "model_type" not in config:
-        return False
-    check_detector_config(config, name, trust_remote_code=False, strict=False)
-    return True
+    return DETECTOR.is_task_id(model_name_or_path)
 
 
 def check_detector_config(config: dict, path_or_id: str, trust_remote_code: bool = False, strict: bool = True) -> None:
     """One-line error unless the config is a transformers detector (or remote code registering one, when trusted)."""
-    model_type = config.get("model_type")
-    if model_type in detector_model_types():
-        return
-    if "AutoModelForObjectDetection" in config.get("auto_map", {}):
-        if trust_remote_code or not strict:
-            return
-        raise HfdlError(f"{path_or_id} needs its own code ('{model_type}'): pass --trust_remote_code true if you trust that repository")
-    raise HfdlError(f"{path_or_id} is a '{model_type}' model, not an object detector: pass a detector checkpoint ({EXAMPLES}) or a timm backbone")
+    DETECTOR.check_config(config, path_or_id, trust_remote_code, strict)
 
 
 # --------------------------------------------------------------------------------------------------
 # The wrapper
 # --------------------------------------------------------------------------------------------------
-
-
-def square_size(processor) -> int:
-    """The square input size an image processor resizes to: `height` (hfdl's saved processors), else the
-    `shortest_edge` or `max_height` a Hub processor keeps its aspect ratio with."""
-    size = processor.size or {}
-    for key in ("height", "shortest_edge", "max_height"):
-        if size.get(key):
-            return int(size.get(key))
-    raise HfdlError(f"cannot read an input size from the image processor's size {size}: save it with size={{'height': S, 'width': S}}")
 
 
 class TransformersDetector(nn.Module):
@@ -253,6 +203,4 @@ def build_transformers_detector(
 
 
 def _load_error(path_or_id: str, err: Exception) -> HfdlError:
-    if isinstance(err, HfdlError):
-        return err
-    return HfdlError(f"could not load a transformers detector from '{path_or_id}' ({type(err).__name__}: {first_line(err)}): {LOAD_HINT}")
+    return DETECTOR.load_error(path_or_id, err)
