@@ -1,0 +1,147 @@
+"""Arguments of scripts/train_segmenter.py: the segmenter, the data, and the loop's defaults for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from hfdl.core.training import TrainingArguments
+from hfdl.errors import HfdlError
+from hfdl.tasks.segmentation.model import DECODERS, UPSAMPLES
+
+# The optimiser recipe per model kind: the timm decoders' default; the transformers semantic-segmentation example's for SegFormer & co.
+MODEL_RECIPES = {"timm": {"learning_rate": 2e-3, "weight_decay": 0.05}, "transformers": {"learning_rate": 6e-5, "weight_decay": 0.01}}
+# --compare: each name is one value of one segmenter argument; all names of one run vary the same argument.
+COMPARE_AXES = {
+    "pretrained": ("pretrained", True),
+    "scratch": ("pretrained", False),
+    **{name: ("model_type", name) for name in DECODERS},
+    **{name: ("upsample", name) for name in UPSAMPLES},
+}
+
+# The embedded offline default: Fashion-MNIST items on real photos with their masks (hfdl.assets.composite_dataset).
+EMBEDDED_DEFAULT = {"num_train": 2000, "num_validation": 400, "image_size": 160}
+
+
+@dataclass
+class SegmenterArguments:
+    model_type: str = field(
+        default="unet",
+        metadata={
+            "help": "unet: skip connections at strides 4-32 | fpn: lateral + top-down sum | lraspp: LR-ASPP head on the stride-8 and last maps "
+            "(all on a timm backbone) | transformers (implied by a transformers segmenter id in --model_name_or_path)."
+        },
+    )
+    model_name_or_path: str = field(
+        default="tf_efficientnet_lite0",
+        metadata={
+            "help": "The backbone (an offline backbone: tf_efficientnet_lite0, mobilenetv2_100; a timm name or timm Hub id), or a transformers "
+            "segmenter (Hub id or folder: nvidia/mit-b0, nvidia/segformer-b0-finetuned-ade-512-512...), re-headed for the classes."
+        },
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow a transformers segmenter's own code from its repo (off: only run code you trust)."})
+    pretrained: bool = field(default=True, metadata={"help": "Start the backbone from its pretrained weights (false: from scratch)."})
+    upsample: str = field(
+        default="interpolate",
+        metadata={"help": "How the decoder upsamples: interpolate (bilinear, then a 3x3 conv) | transposed (learned transposed convolutions)."},
+    )
+    decoder_channels: int = field(default=32, metadata={"help": "Decoder width at stride 4 (U-Net: doubled at 8, 4x at 16; FPN: every level; LR-ASPP: 4x)."})
+    dice_weight: float = field(default=0.0, metadata={"help": "Add this times the soft Dice loss to the cross-entropy (0: cross-entropy only)."})
+    compare: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train variants side by side into OUTPUT/<name> with OUTPUT/comparison.md/json/png: pretrained,scratch | "
+            "unet,fpn,lraspp (any of them) | interpolate,transposed."
+        },
+    )
+
+    def __post_init__(self):
+        if self.model_type not in (*DECODERS, "transformers"):
+            raise HfdlError(f"--model_type '{self.model_type}' is unknown: use {', '.join(DECODERS)}, or transformers with a transformers segmenter id")
+        if self.upsample not in UPSAMPLES:
+            raise HfdlError(f"--upsample '{self.upsample}' is unknown: use {' or '.join(UPSAMPLES)}")
+        if self.decoder_channels < 4:
+            raise HfdlError(f"--decoder_channels must be >= 4, got {self.decoder_channels}")
+        if self.dice_weight < 0:
+            raise HfdlError(f"--dice_weight must be >= 0, got {self.dice_weight}")
+        self.compare_variants()
+
+    def compare_variants(self) -> dict[str, SegmenterArguments]:
+        """`--compare` as {variant name: these arguments with that variant's value}; {} without it."""
+        if not self.compare:
+            return {}
+        names = [n.strip() for n in self.compare.split(",") if n.strip()]
+        unknown = [n for n in names if n not in COMPARE_AXES]
+        if unknown or len(set(names)) < 2:
+            raise HfdlError(f"--compare '{self.compare}': name two or more of {', '.join(COMPARE_AXES)}, e.g. pretrained,scratch or unet,lraspp")
+        axes = {COMPARE_AXES[n][0] for n in names}
+        if len(axes) > 1:
+            raise HfdlError(f"--compare '{self.compare}' mixes {' and '.join(sorted(axes))}: compare one thing at a time, e.g. unet,lraspp")
+        return {n: replace(self, compare=None, **{COMPARE_AXES[n][0]: COMPARE_AXES[n][1]}) for n in names}
+
+
+@dataclass
+class SegmentationDataArguments:
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id (an image and a mask column, as sidewalk-semantic), a saved dataset, or a folder (images/ + masks/)."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    train_dir: str | None = field(default=None, metadata={"help": "A folder with images/NAME.(jpg|png) and masks/NAME.png (index or palette PNGs)."})
+    validation_dir: str | None = field(default=None, metadata={"help": "The same for evaluation."})
+    image_column: str | None = field(default=None, metadata={"help": "The image column (default: image, pixel_values or the one image column left)."})
+    mask_column: str | None = field(default=None, metadata={"help": "The mask column (default: the first of label, annotation, mask, semantic_map)."})
+    id2label: str | None = field(
+        default=None, metadata={"help": "A JSON file {id: name} (default: the dataset's id2label.json, a ClassLabel in its features, else the ids)."}
+    )
+    palette: str | None = field(default=None, metadata={"help": "A JSON file {id: [r, g, b]}: maps RGB masks to class ids, and colours the overlays."})
+    reduce_labels: bool = field(
+        default=False, metadata={"help": "Mask value 0 (background) becomes 255 (ignored) and every other value v becomes v - 1, as ADE20k needs."}
+    )
+    train_val_split: float = field(default=0.15, metadata={"help": "Holdout fraction when there is no validation source."})
+    image_size: int = field(default=160, metadata={"help": "Square input size (pixels), a multiple of 32."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation images."})
+    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
+    crop: float = field(default=0.5, metadata={"help": "Probability of a random scale/crop (the mask follows)."})
+    scale_min: float = field(default=0.3, metadata={"help": "Smallest crop as a fraction of the image area."})
+    rotation: float = field(
+        default=10.0, metadata={"help": "Random rotation up to this many degrees, half of the images (0: off); outside pixels are ignored."}
+    )
+    color_jitter: float = field(default=0.2, metadata={"help": "Colour jitter strength (0: off)."})
+
+    def __post_init__(self):
+        self.embedded_default = not any((self.dataset_name, self.train_dir, self.validation_dir))
+        if self.image_size < 32 or self.image_size % 32:
+            raise HfdlError(f"--image_size must be a multiple of 32 (the backbone's coarsest stride) and >= 32, got {self.image_size}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HfdlError(f"--{name} must be >= 1, got {value}")
+        if not 0 < self.scale_min <= 1 or self.rotation < 0:
+            raise HfdlError(f"--scale_min must be in (0, 1] and --rotation >= 0, got {self.scale_min} and {self.rotation}")
+
+
+@dataclass
+class SegmentationTrainingArguments(TrainingArguments):
+    """The shared loop's arguments with the segmenter's defaults."""
+
+    default_epochs = 6
+
+    output_dir: str = field(default="outputs/segmenter", metadata={"help": "Where the segmenter, results and checkpoints go."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Images per batch."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Images per evaluation batch."})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "Peak learning rate (AdamW). Default: 2e-3 for the timm decoders, 6e-5 for transformers segmenters (their example's)."}
+    )
+    weight_decay: float | None = field(
+        default=None, metadata={"help": "AdamW weight decay. Default: 0.05 for the timm decoders, 0.01 for transformers segmenters."}
+    )
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
+
+    def for_model(self, kind: str) -> SegmentationTrainingArguments:
+        """These arguments with the unset learning rate and weight decay taken from the recipe of `kind` (MODEL_RECIPES)."""
+        recipe = MODEL_RECIPES[kind]
+        return replace(
+            self,
+            learning_rate=recipe["learning_rate"] if self.learning_rate is None else self.learning_rate,
+            weight_decay=recipe["weight_decay"] if self.weight_decay is None else self.weight_decay,
+        )

@@ -1,0 +1,317 @@
+"""A semantic segmenter on any timm backbone: a class for every pixel, as the lectures end their CNN use cases.
+
+A timm `features_only` backbone gives maps at strides 4, 8, 16 and 32; one of three decoders turns them into
+class scores for every pixel:
+
+    unet     the encoder-decoder with skip connections: upsample, concatenate the skip map of that stride, two 3x3 convs
+    fpn      a feature pyramid: 1x1 laterals, top-down upsample-and-add, each level upsampled to stride 4 and summed
+    lraspp   torchvision's LR-ASPP head (MobileNetV3): the last map gated by its global average, upsampled to stride 8
+             and added to a 1x1 classifier of the stride-8 map
+
+`upsample="interpolate"` upsamples bilinearly (after a 1x1 conv); `"transposed"` uses learned transposed convolutions
+instead (the lectures' comparison), those that replace a plain bilinear resize started as one.
+
+    model = TimmSegmenter("tf_efficientnet_lite0", num_classes=11, label_names=[...], decoder="unet")
+    logits = model(model.normalize(images))          # (B, K, H, W) at the input size
+    masks = model.predict(model.normalize(images))   # (B, H, W) class ids
+    mask = segment_in_image(load_segmenter("outputs/segmenter"), Image.open("photo.jpg"))  # at the photo's own size
+
+Inference and save/load only (the Space imports it): a `PyTorchModelHubMixin` folder (config.json + model.safetensors)
+loaded strictly; `load_segmenter` loads a transformers segmenter folder (SegFormer...) too.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hfdl.core.hubmodel import StrictHubMixin
+from hfdl.errors import HfdlError
+
+OUT_INDICES = (-4, -3, -2, -1)  # the last four stages: strides 4, 8, 16, 32
+IGNORE_INDEX = 255  # mask value of pixels that count in neither the loss nor the metrics
+BACKGROUND_NAMES = ("background", "_background_", "unlabeled", "unlabelled", "void")  # left uncoloured in overlays
+UPSAMPLES = ("interpolate", "transposed")
+
+
+class ConvBnAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int = 3):
+        super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def bilinear_kernel(channels: int, factor: int) -> torch.Tensor:
+    """The (channels, 1, 2f, 2f) weights of a depthwise transposed convolution that upsamples bilinearly by `factor` (FCN)."""
+    size = 2 * factor
+    centre = factor - 0.5
+    ramp = 1 - (torch.arange(size, dtype=torch.float32) - centre).abs() / factor  # (2f,)
+    return (ramp[:, None] * ramp[None, :]).expand(channels, 1, size, size).clone()
+
+
+class Resize(nn.Module):
+    """(B, C, h, w) -> (B, C, H, W): bilinear ("interpolate") or a depthwise transposed conv started as bilinear ("transposed")."""
+
+    def __init__(self, channels: int, factor: int, mode: str):
+        super().__init__()
+        self.deconv = None
+        if mode == "transposed":
+            self.deconv = nn.ConvTranspose2d(channels, channels, 2 * factor, factor, factor // 2, groups=channels, bias=False)
+            with torch.no_grad():
+                self.deconv.weight.copy_(bilinear_kernel(channels, factor))
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if self.deconv is not None:
+            x = self.deconv(x)
+        return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class Up(nn.Module):
+    """(B, cin, h, w) -> (B, cout, H, W), H = h x factor: a 1x1 conv then bilinear ("interpolate"), or a learned
+    stride-`factor` transposed convolution ("transposed"); each followed by batch norm and ReLU."""
+
+    def __init__(self, cin: int, cout: int, factor: int, mode: str):
+        super().__init__()
+        if mode == "interpolate":
+            self.conv = ConvBnAct(cin, cout, 1)  # at the low resolution, before the resize: 4x cheaper than after it
+        else:
+            self.conv = nn.Sequential(nn.ConvTranspose2d(cin, cout, 2 * factor, factor, factor // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        x = self.conv(x)
+        return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class UNetDecoder(nn.Module):
+    """From stride 32 up to stride 4: upsample, concatenate the backbone's map of that stride, two 3x3 convs; 1x1 classifier.
+    Widths 4C, 2C, C at strides 16, 8, 4."""
+
+    stride = 4
+
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str):
+        super().__init__()
+        widths = [channels * 4, channels * 2, channels]  # strides 16, 8, 4
+        skips = in_channels[-2::-1]  # the stride-16, 8, 4 maps' channels
+        cins = [in_channels[-1], *widths[:-1]]
+        self.ups = nn.ModuleList(Up(cin, w, 2, mode) for cin, w in zip(cins, widths))
+        self.blocks = nn.ModuleList(nn.Sequential(ConvBnAct(w + s, w), ConvBnAct(w, w)) for w, s in zip(widths, skips))
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]  # (B, C32, H/32, W/32)
+        for up, block, skip in zip(self.ups, self.blocks, feats[-2::-1]):
+            x = block(torch.cat([up(x, skip.shape[-2:]), skip], 1))  # (B, w, H/s, W/s)
+        return self.classifier(x)  # (B, K, H/4, W/4)
+
+
+class FPNDecoder(nn.Module):
+    """Feature pyramid: 1x1 laterals to one width, top-down upsample-and-add, a 3x3 conv per level; every level resized
+    to stride 4 and summed, then a 3x3 conv and a 1x1 classifier."""
+
+    stride = 4
+
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str):
+        super().__init__()
+        self.lateral = nn.ModuleList(ConvBnAct(c, channels, 1) for c in in_channels)
+        self.ups = nn.ModuleList(Up(channels, channels, 2, mode) for _ in in_channels[1:])
+        self.smooth = nn.ModuleList(ConvBnAct(channels, channels, 3) for _ in in_channels)
+        self.merge = nn.ModuleList(Resize(channels, 2**level, mode) for level in range(1, len(in_channels)))
+        self.head = nn.Sequential(ConvBnAct(channels, channels, 3), nn.Conv2d(channels, num_classes, 1))
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        maps = [lat(f) for lat, f in zip(self.lateral, feats)]  # each (B, C, H_l, W_l), fine to coarse
+        for i in range(len(maps) - 2, -1, -1):
+            maps[i] = maps[i] + self.ups[i](maps[i + 1], maps[i].shape[-2:])
+        maps = [s(m) for s, m in zip(self.smooth, maps)]
+        size = maps[0].shape[-2:]
+        merged = maps[0] + sum(resize(m, size) for resize, m in zip(self.merge, maps[1:]))  # (B, C, H/4, W/4)
+        return self.head(merged)
+
+
+class LRASPPDecoder(nn.Module):
+    """torchvision's LR-ASPP head on the stride-8 ("low") and last ("high") maps: the high map's 1x1 conv gated by a
+    sigmoid of its global average, resized to stride 8 and classified, plus a 1x1 classifier of the low map."""
+
+    stride = 8
+
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str):
+        super().__init__()
+        low, high = in_channels[1], in_channels[-1]
+        self.cbr = ConvBnAct(high, channels, 1)
+        self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high, channels, 1, bias=False), nn.Sigmoid())
+        self.resize = Resize(channels, 4, mode)
+        self.low_classifier = nn.Conv2d(low, num_classes, 1)
+        self.high_classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        low, high = feats[1], feats[-1]
+        x = self.resize(self.cbr(high) * self.scale(high), low.shape[-2:])  # (B, C, H/8, W/8)
+        return self.low_classifier(low) + self.high_classifier(x)  # (B, K, H/8, W/8)
+
+
+DECODERS = {"unet": UNetDecoder, "fpn": FPNDecoder, "lraspp": LRASPPDecoder}
+DECODER_WIDTH = {"unet": 1, "fpn": 1, "lraspp": 4}  # decoder width in units of `decoder_channels`
+
+
+class TimmSegmenter(
+    nn.Module,
+    StrictHubMixin,
+    library_name="hfdl",
+    tags=["image-segmentation", "semantic-segmentation", "hfdl", "timm"],
+    pipeline_tag="image-segmentation",
+    license="apache-2.0",
+):
+    """Backbone (timm, `features_only`, strides 4-32) -> decoder -> logits (B, K, H, W) at the input size.
+
+    Args:
+        backbone: a timm architecture name (the weights come from the checkpoint; the pipeline loads pretrained
+            ones into `self.backbone` before training).
+        num_classes: K, background included when the data has one.
+        label_names: K class names, saved in config.json.
+        image_size: the square input size the model was trained at.
+        decoder: unet | fpn | lraspp (`decoder`, not `model_type`: config.json's `model_type` marks a transformers checkpoint).
+        upsample: interpolate | transposed.
+        decoder_channels: the decoder's width unit (U-Net: C at stride 4, 2C at 8, 4C at 16; FPN: C; LR-ASPP: 4C).
+        mean, std: input normalisation (the backbone's).
+        palette: K [r, g, b] colours for overlays (default: `default_palette`).
+    """
+
+    load_what = "a segmenter"
+    load_hint = "pass a folder written by train_segmenter.py or a Hub id (cached when offline)"
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        num_classes: int = 2,
+        label_names: list[str] | None = None,
+        image_size: int = 160,
+        decoder: str = "unet",
+        upsample: str = "interpolate",
+        decoder_channels: int = 32,
+        mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: tuple[float, ...] = (0.5, 0.5, 0.5),
+        palette: list[list[int]] | None = None,
+    ):
+        super().__init__()
+        import timm
+
+        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette)
+        self.num_classes, self.image_size, self.decoder_type = num_classes, image_size, decoder
+        self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
+        self.palette = [list(map(int, c)) for c in palette] if palette is not None else default_palette(self.label_names)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        try:
+            self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=OUT_INDICES)
+        except Exception as err:  # an unknown architecture name, or one without four feature levels
+            raise HfdlError(
+                f"cannot build the segmenter backbone '{backbone}' ({type(err).__name__}): use a timm architecture name with features_only"
+            ) from err
+        self.strides = tuple(self.backbone.feature_info.reduction())
+        channels = decoder_channels * DECODER_WIDTH[decoder]
+        self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample)
+        self.upsample_logits = Resize(num_classes, self.decoder.stride, upsample)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised -> logits (B, K, H, W)."""
+        logits = self.decoder(self.backbone(pixel_values))  # (B, K, H/s, W/s)
+        return self.upsample_logits(logits, pixel_values.shape[-2:])
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> the backbone's normalisation."""
+        return (images - self.mean) / self.std
+
+    @torch.inference_mode()
+    def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, 3, H, W) -> class ids (B, H, W) int64."""
+        return self(pixel_values).argmax(1)
+
+
+def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette) -> None:
+    if not 1 <= num_classes < IGNORE_INDEX or image_size < 32 or decoder_channels < 1:
+        raise HfdlError(f"num_classes must be in 1..254, image_size >= 32, decoder_channels >= 1; got {num_classes}, {image_size}, {decoder_channels}")
+    if decoder not in DECODERS or upsample not in UPSAMPLES:
+        raise HfdlError(f"decoder '{decoder}' / upsample '{upsample}' unknown: use one of {', '.join(DECODERS)} / {', '.join(UPSAMPLES)}")
+    if label_names is not None and len(label_names) != num_classes:
+        raise HfdlError(f"{len(label_names)} label names for {num_classes} classes: give one name per class")
+    if palette is not None and (len(palette) != num_classes or any(len(c) != 3 for c in palette)):
+        raise HfdlError(f"the palette needs one [r, g, b] per class ({num_classes}), got {len(palette)} entries")
+
+
+def default_palette(label_names: list[str]) -> list[list[int]]:
+    """One distinct colour per class: black for a background class, evenly spaced hues (varied in lightness) otherwise."""
+    colours = []
+    for i, name in enumerate(label_names):
+        if name.lower() in BACKGROUND_NAMES:
+            colours.append([0, 0, 0])
+            continue
+        hue = (i * 0.618033988749895) % 1.0  # golden-ratio steps: neighbouring ids get far-apart hues
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, (1.0, 0.8, 0.6)[(i // 3) % 3])
+        colours.append([round(r * 255), round(g * 255), round(b * 255)])
+    return colours
+
+
+def model_palette(model) -> list[list[int]]:
+    """The model's palette (a TimmSegmenter's config), else the default one for its label names."""
+    return getattr(model, "palette", None) or default_palette(model.label_names)
+
+
+def background_ids(label_names: list[str]) -> tuple[int, ...]:
+    """Ids of classes named background / unlabeled / void: left uncoloured in overlays."""
+    return tuple(i for i, name in enumerate(label_names) if name.lower() in BACKGROUND_NAMES)
+
+
+@torch.inference_mode()
+def segment_in_image(model, image) -> torch.Tensor:
+    """One RGB PIL image (or path / array) -> class ids (H, W) int64 at the image's own size: the image is resized to the
+    model's square input (as in training), the logits resized back bilinearly, then the argmax. Any model `load_segmenter` gives."""
+    from hfdl.core.images import image_to_tensor, open_image
+
+    img = open_image(image)
+    x = image_to_tensor(img)  # (1, 3, H, W) in [0, 1]
+    resized = F.interpolate(x, size=(model.image_size, model.image_size), mode="bilinear", antialias=True, align_corners=False)
+    logits = model(model.normalize(resized.to(model.mean.device))).float()  # (1, K, S, S)
+    logits = F.interpolate(logits, size=(img.height, img.width), mode="bilinear", align_corners=False)
+    return logits[0].argmax(0).cpu()
+
+
+def overlay(image, mask: torch.Tensor, palette: list[list[int]], alpha: float = 0.5, transparent: tuple[int, ...] = ()) -> "PIL.Image.Image":  # noqa: F821
+    """The image with each pixel's class colour blended in at `alpha`; classes in `transparent` and ignored pixels (255) stay as they are."""
+    import numpy as np
+    from PIL import Image
+
+    from hfdl.core.images import open_image
+
+    img = np.asarray(open_image(image), dtype=np.float32)  # (H, W, 3)
+    ids = mask.cpu().numpy().astype(np.int64)
+    if ids.shape != img.shape[:2]:
+        raise HfdlError(f"the mask is {ids.shape[1]}x{ids.shape[0]}, the image {img.shape[1]}x{img.shape[0]}: pass a mask of the image's size")
+    colours = np.zeros((256, 3), dtype=np.float32)
+    colours[: len(palette)] = np.asarray(palette, dtype=np.float32).reshape(-1, 3)
+    painted = (ids < len(palette)) & ~np.isin(ids, list(transparent))
+    blended = img.copy()
+    blended[painted] = (1 - alpha) * img[painted] + alpha * colours[ids[painted]]
+    return Image.fromarray(np.rint(blended).clip(0, 255).astype(np.uint8), mode="RGB")
+
+
+def mask_image(mask: torch.Tensor, palette: list[list[int]]) -> "PIL.Image.Image":  # noqa: F821
+    """Class ids (H, W) -> a palette PNG image: its pixel values are the ids (as datasets and train_segmenter read them), shown in colour."""
+    import numpy as np
+    from PIL import Image
+
+    img = Image.fromarray(mask.cpu().numpy().astype(np.uint8), mode="P")
+    flat = [v for colour in palette for v in colour]
+    img.putpalette(flat + [0] * (768 - len(flat)))
+    return img
+
+
+def load_segmenter(path_or_id: str, trust_remote_code: bool = False):
+    """A segmenter folder or Hub id -> a model with `forward` (logits at input size), `predict`, `normalize`, `image_size`,
+    `label_names`, `mean`: a TimmSegmenter (hfdl's config.json) or a transformers segmenter (config.json with a `model_type`)."""
+    from hfdl.core.transformers_models import is_transformers_checkpoint
+    from hfdl.tasks.segmentation.transformers_segmenter import TransformersSegmenter
+
+    if is_transformers_checkpoint(path_or_id):
+        return TransformersSegmenter.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    return TimmSegmenter.from_pretrained(path_or_id)

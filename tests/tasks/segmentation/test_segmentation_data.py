@@ -1,0 +1,175 @@
+"""Segmentation data: every source into the one form, the mask check (bad inputs as one-line errors or counted
+skips), and joint image + mask augmentation that keeps them aligned, seeded for exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hfdl.errors import HfdlError
+from hfdl.tasks.segmentation.data import (
+    SegmentationAugment,
+    SegmentationImages,
+    SegmentationTransform,
+    check_masks,
+    load_segmentation_dataset,
+    segmentation_features,
+)
+
+NAMES = ["background", "square", "bar"]
+PALETTE = [[0, 0, 0], [255, 0, 0], [0, 0, 255]]
+
+
+def scene(index: int, size: tuple[int, int] = (32, 24)) -> tuple[Image.Image, np.ndarray]:
+    """A dark image with a bright square (class 1) and a grey bar (class 2); the mask marks exactly those pixels."""
+    width, height = size
+    image, mask = np.full((height, width, 3), 20, dtype=np.uint8), np.zeros((height, width), dtype=np.uint8)
+    x = 2 + index % 10
+    image[4:14, x : x + 10], mask[4:14, x : x + 10] = 250, 1
+    image[18:21, 4:28], mask[18:21, 4:28] = 130, 2
+    return Image.fromarray(image), mask
+
+
+def write_pairs(root, n: int, mask_mode: str = "L", extra_image: bool = False, extra_mask: bool = False, id2label: list[str] | None = NAMES):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image, mask = scene(i)
+        image.save(root / "images" / f"{i:02d}.jpg" if i % 2 else root / "images" / f"{i:02d}.png")
+        if mask_mode == "P":
+            m = Image.fromarray(mask, mode="P")
+            m.putpalette([v for c in PALETTE for v in c] + [0] * (768 - 9))
+        elif mask_mode == "RGB":
+            m = Image.fromarray(np.asarray(PALETTE, dtype=np.uint8)[mask])
+        else:
+            m = Image.fromarray(mask, mode="L")
+        m.save(root / "masks" / f"{i:02d}.png")
+    if extra_image:
+        scene(0)[0].save(root / "images" / "lonely.png")
+    if extra_mask:
+        Image.fromarray(scene(0)[1]).save(root / "masks" / "orphan.png")
+    if id2label:
+        (root / "id2label.json").write_text(json.dumps(dict(enumerate(id2label))))
+    return root
+
+
+def mask_values(ds: datasets.Dataset) -> set[int]:
+    return {int(v) for m in ds["mask"] for v in np.unique(np.asarray(m))}
+
+
+def test_folder_pairs_with_unpaired_files_counted_and_palette_pngs_read_as_indices(tmp_path):
+    train = write_pairs(tmp_path / "train", 6, "P", extra_image=True, extra_mask=True)
+    val = write_pairs(tmp_path / "val", 3, id2label=None)
+    data = load_segmentation_dataset(train_dir=str(train), validation_dir=str(val))
+    assert data.label_names == NAMES and data.palette is None
+    assert data.stats["train"] == {"images": 6, "unpaired_images": 1, "unpaired_masks": 1}
+    assert len(data.dsd["validation"]) == 3 and mask_values(data.dsd["train"]) == {0, 1, 2}
+    image, mask = data.dsd["train"][0]["image"], np.asarray(data.dsd["train"][0]["mask"])
+    assert image.size == (32, 24) and mask.shape == (24, 32)
+
+
+def test_hub_form_columns_are_detected_and_split(tmp_path):
+    rows = [scene(i) for i in range(8)]
+    ds = datasets.Dataset.from_dict(
+        {"pixel_values": [r[0] for r in rows], "label": [Image.fromarray(r[1]) for r in rows], "note": ["x"] * 8},
+        features=datasets.Features({"pixel_values": datasets.Image(), "label": datasets.Image(), "note": datasets.Value("string")}),
+    )
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "set"))
+    (tmp_path / "set" / "id2label.json").write_text(json.dumps({"0": "background", "1": "square", "2": "bar"}))
+    data = load_segmentation_dataset(str(tmp_path / "set"), train_val_split=0.25, seed=0)
+    assert data.label_names == NAMES and data.dsd["train"].column_names == ["image", "mask"]
+    assert (len(data.dsd["train"]), len(data.dsd["validation"])) == (6, 2) and "25% of train" in data.source
+    with pytest.raises(HfdlError, match="--mask_column 'mask' is not an image column"):
+        load_segmentation_dataset(str(tmp_path / "set"), mask_column="mask")
+
+
+def test_reduce_labels_ignores_zero_and_shifts_the_rest(tmp_path):
+    train = write_pairs(tmp_path / "train", 4, id2label=["square", "bar"])
+    data = load_segmentation_dataset(train_dir=str(train), reduce_labels=True, train_val_split=0.5)
+    assert data.label_names == ["square", "bar"] and mask_values(data.dsd["train"]) == {255, 0, 1}
+
+
+def test_rgb_masks_need_a_palette_which_maps_colours_to_ids(tmp_path):
+    train = write_pairs(tmp_path / "train", 4, "RGB")
+    with pytest.raises(HfdlError, match="RGB image: save masks as index PNGs .* or pass --palette"):
+        load_segmentation_dataset(train_dir=str(train))
+    palette = tmp_path / "palette.json"
+    palette.write_text(json.dumps({str(i): c for i, c in enumerate(PALETTE)}))
+    data = load_segmentation_dataset(train_dir=str(train), palette=str(palette), train_val_split=0.5)
+    assert data.palette == PALETTE and mask_values(data.dsd["train"]) == {0, 1, 2}
+    palette.write_text(json.dumps(PALETTE[:2]))
+    with pytest.raises(HfdlError, match=r"colour \[0, 0, 255\], which --palette does not list"):
+        load_segmentation_dataset(train_dir=str(train), palette=str(palette))
+
+
+def test_bad_masks_and_empty_data_are_one_line_errors(tmp_path):
+    small = write_pairs(tmp_path / "small", 3)
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(small / "masks" / "01.png")
+    with pytest.raises(HfdlError, match=r"example \d+ \(.*01.png\): its mask is 10x10 but its image 32x24"):
+        load_segmentation_dataset(train_dir=str(small), train_val_split=0.34)
+    outside = write_pairs(tmp_path / "outside", 3, id2label=["background", "square"])
+    with pytest.raises(HfdlError, match="mask value 2, outside the 2 classes .* --reduce_labels"):
+        load_segmentation_dataset(train_dir=str(outside), train_val_split=0.34)
+    lonely = write_pairs(tmp_path / "lonely", 0, extra_image=True)
+    with pytest.raises(HfdlError, match="holds no image/mask pairs: name each mask masks/NAME.png"):
+        load_segmentation_dataset(train_dir=str(lonely))
+    with pytest.raises(HfdlError, match="needs images/ and masks/"):
+        load_segmentation_dataset(train_dir=str(tmp_path))
+    empty = datasets.Dataset.from_dict({"image": [], "mask": []}, features=segmentation_features())
+    with pytest.raises(HfdlError, match="the train split is empty"):
+        check_masks(datasets.DatasetDict({"train": empty, "validation": empty}), NAMES)
+
+
+def test_ids_without_names_become_the_names(tmp_path):
+    train = write_pairs(tmp_path / "train", 4, id2label=None)
+    data = load_segmentation_dataset(train_dir=str(train), train_val_split=0.5)
+    assert data.label_names == ["0", "1", "2"]
+    bad = tmp_path / "id2label.json"
+    bad.write_text("[1, 2")
+    with pytest.raises(HfdlError, match="is not a JSON object"):
+        load_segmentation_dataset(train_dir=str(train), id2label=str(bad))
+
+
+def test_joint_augmentation_keeps_image_and_mask_aligned():
+    """Flip, scale/crop and rotation on every image: wherever the mask says square the pixel is bright, wherever it
+    says background the pixel is dark, and pixels rotated in from outside are ignored (255)."""
+    image, mask = scene(3, size=(64, 48))
+    augment = SegmentationAugment(hflip=0.5, crop=1.0, scale_min=0.3, rotation=30.0, color_jitter=0.0)
+    transform = SegmentationTransform(64, augment)
+    images = SegmentationImages([{"image": image, "mask": Image.fromarray(mask)}] * 12, transform, seed=0)
+    ignored = 0
+    for i in range(len(images)):
+        pixels, target = images[i]
+        assert pixels.shape == (3, 64, 64) and target.shape == (64, 64) and target.dtype == torch.int64
+        assert set(target.unique().tolist()) <= {0, 1, 2, 255}  # nearest neighbour: no value between the classes
+        brightness = pixels.mean(0)
+        inner = _eroded(target)  # away from class borders, where bilinear image resampling blends
+        assert (brightness[inner & (target == 1)] > 0.8).all() and (brightness[inner & (target == 0)] < 0.2).all()
+        assert ((brightness[inner & (target == 2)] - 130 / 255).abs() < 0.05).all()
+        ignored += int((target == 255).sum())
+    assert ignored > 0  # some images were rotated
+
+
+def _eroded(target: torch.Tensor) -> torch.Tensor:
+    """Pixels whose 5 x 5 neighbourhood holds one class only."""
+    padded = torch.nn.functional.pad(target[None, None].float(), (2, 2, 2, 2), mode="replicate")
+    high = torch.nn.functional.max_pool2d(padded, 5, 1)[0, 0]
+    low = -torch.nn.functional.max_pool2d(-padded, 5, 1)[0, 0]
+    return high == low
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index():
+    image, mask = scene(1)
+    rows = [{"image": image, "mask": Image.fromarray(mask)}] * 2
+    transform = SegmentationTransform(32, SegmentationAugment(crop=1.0, rotation=20.0))
+    a, b = SegmentationImages(rows, transform, seed=7), SegmentationImages(rows, transform, seed=7)
+    assert all(torch.equal(x, y) for x, y in zip(a[0], b[0]))
+    b.set_epoch(1)
+    assert not torch.equal(a[0][0], b[0][0])
+    evaluation = SegmentationTransform(32)(image, torch.from_numpy(mask))
+    assert torch.equal(evaluation[1], torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), (32, 32), mode="nearest")[0, 0].long())

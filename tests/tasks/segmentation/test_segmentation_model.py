@@ -1,0 +1,128 @@
+"""The segmenter: every decoder and upsampling gives logits at the input size, transposed upsampling starts as
+bilinear, strict save/load, segmenting an image at its own size, overlays and mask PNGs, a tiny model learns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from hfdl.errors import HfdlError
+from hfdl.tasks.segmentation.metrics import confusion_matrices, segmentation_loss, segmentation_scores
+from hfdl.tasks.segmentation.model import (
+    DECODERS,
+    UPSAMPLES,
+    Resize,
+    TimmSegmenter,
+    background_ids,
+    default_palette,
+    load_segmenter,
+    mask_image,
+    overlay,
+    segment_in_image,
+)
+
+NAMES = ["background", "square", "bar"]
+
+
+def tiny(decoder: str = "unet", upsample: str = "interpolate", num_classes: int = 3, image_size: int = 64) -> TimmSegmenter:
+    torch.manual_seed(0)
+    names = NAMES if num_classes == 3 else None
+    return TimmSegmenter("test_efficientnet", num_classes, names, image_size, decoder, upsample, decoder_channels=8)
+
+
+@pytest.mark.parametrize("decoder", list(DECODERS))
+@pytest.mark.parametrize("upsample", UPSAMPLES)
+def test_every_decoder_gives_logits_at_the_input_size(decoder, upsample):
+    model = tiny(decoder, upsample).eval()
+    assert model.strides == (4, 8, 16, 32)
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+    assert model(torch.zeros(1, 3, 64, 96)).shape == (1, 3, 64, 96)  # not square
+    predicted = model.predict(torch.zeros(2, 3, 64, 64))
+    assert predicted.shape == (2, 64, 64) and predicted.dtype == torch.int64 and predicted.max() < 3
+
+
+def test_transposed_upsampling_starts_as_bilinear():
+    x = torch.randn(1, 5, 8, 8)
+    learned = Resize(5, 4, "transposed")(x, (32, 32))
+    fixed = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(learned[..., 2:-2, 2:-2], fixed[..., 2:-2, 2:-2], atol=1e-5)  # the same away from the border
+    assert Resize(5, 4, "transposed").deconv.weight.requires_grad
+
+
+def test_strict_round_trip_keeps_logits_names_and_palette(tmp_path):
+    model = tiny("fpn", "transposed").eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["label_names"] == NAMES and config["decoder"] == "fpn" and "model_type" not in config and config["upsample"] == "transposed"
+    loaded = load_segmenter(str(tmp_path))
+    assert isinstance(loaded, TimmSegmenter) and not loaded.training and loaded.palette == model.palette
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(model(x), loaded(x))
+    weights = load_file(str(tmp_path / "model.safetensors"))
+    weights["stray.weight"] = torch.zeros(1)
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with pytest.raises(HfdlError, match="could not load a segmenter"):
+        TimmSegmenter.from_pretrained(tmp_path)
+
+
+def test_bad_configurations_are_one_line_errors():
+    with pytest.raises(HfdlError, match="one name per class"):
+        TimmSegmenter("test_efficientnet", 3, ["a", "b"])
+    with pytest.raises(HfdlError, match="decoder 'segnet'"):
+        TimmSegmenter("test_efficientnet", 3, decoder="segnet")
+    with pytest.raises(HfdlError, match="cannot build the segmenter backbone"):
+        TimmSegmenter("no_such_net", 3)
+
+
+def test_segment_in_image_answers_at_the_images_own_size():
+    model = tiny().eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8))
+    mask = segment_in_image(model, image)
+    assert mask.shape == (30, 50) and mask.dtype == torch.int64
+
+
+def test_overlay_paints_classes_but_not_background_and_mask_png_holds_the_ids(tmp_path):
+    image = Image.new("RGB", (4, 2), (100, 100, 100))
+    mask = torch.tensor([[0, 1, 2, 255], [1, 1, 0, 2]])
+    palette = default_palette(NAMES)
+    assert palette[0] == [0, 0, 0] and len({tuple(c) for c in palette}) == 3 and background_ids(NAMES) == (0,)
+    painted = np.asarray(overlay(image, mask, palette, alpha=1.0, transparent=background_ids(NAMES)))
+    assert painted[0, 0].tolist() == [100, 100, 100] and painted[0, 3].tolist() == [100, 100, 100]  # background and ignored stay
+    assert painted[0, 1].tolist() == palette[1] and painted[1, 3].tolist() == palette[2]
+    with pytest.raises(HfdlError, match="the mask is"):
+        overlay(image, mask[:, :3], palette)
+    mask_image(mask, palette).save(tmp_path / "mask.png")
+    back = Image.open(tmp_path / "mask.png")
+    assert back.mode == "P" and np.asarray(back).tolist() == mask.tolist()
+
+
+def _squares(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bright squares (class 1) and bars (class 2) on a dark background (class 0), one per image."""
+    g = torch.Generator().manual_seed(seed)
+    images, masks = torch.zeros(n, 3, 32, 32), torch.zeros(n, 32, 32, dtype=torch.long)
+    for i in range(n):
+        cls = 1 + i % 2
+        w, h = (12, 12) if cls == 1 else (20, 6)
+        x, y = (torch.randint(0, 32 - w, (1,), generator=g).item(), torch.randint(0, 32 - h, (1,), generator=g).item())
+        images[i, :, y : y + h, x : x + w] = 1.0
+        masks[i, y : y + h, x : x + w] = cls
+    return images, masks
+
+
+def test_the_loss_teaches_a_tiny_segmenter_the_shapes():
+    model = tiny("unet", image_size=32).train()
+    images, masks = _squares(8, 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = segmentation_loss(model(images), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    scores = segmentation_scores(confusion_matrices(model.predict(images), masks, 3).sum(0), NAMES)
+    assert scores["eval_mean_iou"] > 0.7, scores
