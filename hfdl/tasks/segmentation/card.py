@@ -1,0 +1,212 @@
+"""The semantic-segmentation card (`model_cards/semantic_segmentation.md`) and the one repo of a train_segmenter run:
+the segmenter's folder, label map, overlays, confusion matrix, results, run config; mean IoU in `model-index`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from hfdl.errors import HfdlError
+from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
+from hfdl.tasks.segmentation.metrics import class_keys
+
+TASK = "image-segmentation"
+METRICS = {
+    "eval_mean_iou": ("mean_iou", "Mean IoU"),
+    "eval_mean_accuracy": ("mean_accuracy", "Mean accuracy (per class)"),
+    "eval_overall_accuracy": ("overall_accuracy", "Pixel accuracy"),
+    "eval_loss": ("loss", "Cross-entropy per labelled pixel"),
+}
+DECODER_DESCRIPTIONS = {
+    "unet": "a U-Net decoder (from stride 32 up to stride 4: upsample, concatenate the backbone's map of that stride, two 3x3 convolutions)",
+    "fpn": "an FPN decoder (1x1 laterals, top-down upsample-and-add, every level brought to stride 4 and summed, then a 3x3 convolution)",
+    "lraspp": "an LR-ASPP head (as torchvision's MobileNetV3 segmenter: the last map gated by its global average, upsampled to stride 8 and added to a classifier of the stride-8 map)",
+}
+UPSAMPLE_DESCRIPTIONS = {"interpolate": "bilinear interpolation", "transposed": "learned transposed convolutions"}
+__all__ = ["plans", "segmentation_card", "write_cards"]
+
+
+def metric_names(label_names: list[str]) -> dict[str, tuple[str, str]]:
+    """model-index (type, name) of every evaluation key: the summary metrics and one IoU per class."""
+    return {**METRICS, **{f"eval_iou_{key}": (f"iou_{key}", f"IoU {name}") for key, name in zip(class_keys(label_names), label_names)}}
+
+
+def _dataset(run_config: dict) -> dict:
+    d, data = run_config["data_args"], run_config["data"]
+    if d.get("embedded_default"):
+        return {"type": "hfdl-offline/composites", "name": "composites", "hub": None, "about": data["source"]}
+    name = d.get("dataset_name")
+    if name and not os.path.exists(name):
+        return {"type": name, "name": name, "hub": name, "about": f"The Hub dataset [{name}](https://huggingface.co/datasets/{name})."}
+    return {"type": "local", "name": Path(name or d.get("train_dir") or "images").name, "hub": None, "about": data["source"]}
+
+
+def _how_to_use(repo_id: str, kind: str) -> tuple[str, str]:
+    """(the sentence before the snippet, the snippet): hfdl's loader for the timm type, plain transformers otherwise."""
+    if kind == "transformers":
+        return "Plain transformers loads it (`AutoModelForSemanticSegmentation` with its image processor):", (
+            "import torch\n"
+            "from PIL import Image\n"
+            "from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation\n\n"
+            f'processor = AutoImageProcessor.from_pretrained("{repo_id}")\n'
+            f'model = AutoModelForSemanticSegmentation.from_pretrained("{repo_id}").eval()\n'
+            'image = Image.open("image.jpg").convert("RGB")\n'
+            "with torch.no_grad():\n"
+            '    outputs = model(**processor(images=image, return_tensors="pt"))\n'
+            "(mask,) = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.size[::-1]])  # (H, W) class ids\n"
+            "shares = mask.flatten().bincount(minlength=model.config.num_labels) / mask.numel()\n"
+            "for label, share in enumerate(shares.tolist()):\n"
+            "    if share > 0:\n"
+            "        print(model.config.id2label[label], round(share, 4))  # the share of the image's pixels"
+        )
+    return "The segmenter is a `PyTorchModelHubMixin` module of hfdl (`pip install` hfdl from its repository), loaded strictly:", (
+        "from PIL import Image\n"
+        "from hfdl.tasks.segmentation.model import TimmSegmenter, segment_in_image\n\n"
+        f'model = TimmSegmenter.from_pretrained("{repo_id}")\n'
+        'mask = segment_in_image(model, Image.open("image.jpg").convert("RGB"))  # (H, W) class ids at the image\'s size\n'
+        "shares = mask.flatten().bincount(minlength=model.num_classes) / mask.numel()\n"
+        "for label, share in enumerate(shares.tolist()):\n"
+        "    if share > 0:\n"
+        "        print(model.label_names[label], round(share, 4))  # the share of the image's pixels"
+    )
+
+
+def _model_description(m: dict, kind: str, base: str | None, architecture: str) -> str:
+    origin = f"[{base}](https://huggingface.co/{base})" if base else ("a local checkpoint" if m["pretrained"] else "random initialisation")
+    loss = "pixel-wise cross-entropy (label 255 ignored)" + (f" plus {m['dice_weight']} x soft Dice" if m.get("dice_weight") else "")
+    if kind == "transformers":
+        return (
+            f"A transformers `{architecture}` segmenter (`AutoModelForSemanticSegmentation`), started from {origin} with a new class head for "
+            f"these classes (`ignore_mismatched_sizes`, as the transformers semantic-segmentation example); its logits upsampled to the input size, trained with {loss}."
+        )
+    return (
+        f"The `{m['model_name_or_path']}` backbone ({'ImageNet-pretrained, ' + origin if base else origin}) as a timm `features_only` network "
+        f"(maps at strides 4, 8, 16 and 32), {DECODER_DESCRIPTIONS[m['model_type']]}, upsampling by {UPSAMPLE_DESCRIPTIONS[m['upsample']]}; "
+        f"the logits are brought to the input size and trained with {loss}."
+    )
+
+
+def _hyperparameters(m: dict, d: dict, t: dict, kind: str) -> dict:
+    model = (
+        {"checkpoint": m["model_name_or_path"], "pretrained": m["pretrained"]}
+        if kind == "transformers"
+        else {
+            "backbone": m["model_name_or_path"],
+            "pretrained backbone": m["pretrained"],
+            "decoder": m["model_type"],
+            "upsampling": m["upsample"],
+            "decoder channels": m["decoder_channels"],
+        }
+    )
+    return {
+        **model, "image size": d["image_size"], "batch size (per device)": t["per_device_train_batch_size"],
+        "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
+        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
+        "loss": "cross-entropy" + (f" + {m['dice_weight']} x Dice" if m.get("dice_weight") else ""),
+        "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}",
+        "reduce labels": d.get("reduce_labels", False),
+    }  # fmt: skip
+
+
+def _per_class_rows(r: dict, label_names: list[str]) -> list[dict]:
+    iou, accuracy, share = r.get("per_class_iou", {}), r.get("per_class_accuracy", {}), r.get("pixel_share", {})
+    return [{"class": name, "IoU": iou.get(name), "accuracy": accuracy.get(name), "share of pixels": share.get(name)} for name in label_names]
+
+
+def _weakest(r: dict) -> str:
+    scored = [(v, name) for name, v in r.get("per_class_iou", {}).items() if v is not None and not math.isnan(v)]
+    return ", ".join(f"{name} ({v:.2f})" for v, name in sorted(scored)[:3]) or "-"
+
+
+def segmentation_card(out: Path, repo_id: str):
+    """Render the card of a finished segmentation run (`repo_id`: a Hub id, or the folder itself)."""
+    from huggingface_hub import ModelCardData
+
+    r, rc = finished_run(out)
+    m, d, t, env, data = rc["model_args"], rc["data_args"], rc["training_args"], rc["environment"], rc["data"]
+    ds, base, name = _dataset(rc), rc.get("base_model"), Path(repo_id).name
+    kind, names = rc.get("segmenter_kind", "timm"), data["label_names"]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    architecture = (config.get("architectures") or [config.get("model_type", "")])[0] if kind == "transformers" else "TimmSegmenter"
+    how_to_use_intro, how_to_use_code = _how_to_use(repo_id, kind)
+    tags = (
+        ["image-segmentation", "semantic-segmentation", "hfdl", "transformers", config.get("model_type", "")]
+        if kind == "transformers"
+        else ["image-segmentation", "semantic-segmentation", "hfdl", "timm", m["model_type"], "pytorch_model_hub_mixin", "model_hub_mixin"]
+    )
+    card_data = ModelCardData(
+        model_name=name, library_name="transformers" if kind == "transformers" else "pytorch", license="apache-2.0", base_model=base,
+        datasets=[ds["hub"]] if ds["hub"] else None, tags=tags, pipeline_tag=TASK,
+        eval_results=eval_results(r, task_type=TASK, dataset_type=ds["type"], dataset_name=ds["name"], dataset_split="validation",
+                                  dataset_revision=data.get("eval_fingerprint"), names=metric_names(names)),
+    )  # fmt: skip
+    rows = [{"metric": title, "value": round(r[k], 4)} for k, (_, title) in METRICS.items() if k in r]
+    decoder = {"unet": "U-Net", "fpn": "FPN", "lraspp": "LR-ASPP"}.get(m["model_type"], architecture) if kind == "timm" else architecture
+    return render_card(
+        "semantic_segmentation",
+        card_data,
+        model_name=name,
+        summary=(
+            f"A {decoder} semantic segmenter for {len(names)} classes, trained with hfdl's `train_segmenter.py` on {ds['name']}: "
+            f"**mean IoU {r.get('eval_mean_iou', float('nan')):.3f}**, pixel accuracy {r.get('eval_overall_accuracy', float('nan')):.3f} on {r['validation_images']} validation images."
+        ),
+        eval_images=r["validation_images"],
+        image_size=d["image_size"],
+        metrics_table=markdown_table(rows),
+        per_class_table=markdown_table(_per_class_rows(r, names)),
+        model_description=_model_description(m, kind, base, architecture),
+        num_parameters=f"{r['num_parameters']:,}",
+        label_list=", ".join(f"`{i}` {n}" for i, n in enumerate(names)),
+        data_description=_data_description(ds, r, d),
+        command=rc["command"],
+        hyperparameters_table=markdown_table([{"hyperparameter": k, "value": v} for k, v in _hyperparameters(m, d, t, kind).items()]),
+        seed=t["seed"],
+        hardware=hardware(env),
+        train_time=f"{r['train_seconds']:.0f} s",
+        steps=r["completed_steps"],
+        throughput=f"{r['train_images_per_second']:.1f} images/s",
+        versions_table=versions_table(env),
+        how_to_use_intro=how_to_use_intro,
+        how_to_use_code=how_to_use_code,
+        limitations=[
+            f"Trained at {d['image_size']} px on {r['train_images']} images of one source: thin structures and objects of a few pixels at that size are lost, "
+            "and images unlike the training data are segmented poorly; measure it on your own images first.",
+            f"Metrics are computed at the model's input size ({d['image_size']} x {d['image_size']}, masks resized with nearest neighbour), not at each image's own size.",
+            f"The weakest classes here by IoU: {_weakest(r)}; similar-looking classes are confused (see the confusion matrix).",
+            "A CPU-sized baseline, not a tuned segmenter: larger backbones, longer training and higher resolutions do better.",
+        ],
+        provenance=provenance(rc.get("offline_assets", [])) + "\n\nThe segmenter's weights are released under apache-2.0.",
+    )
+
+
+def _data_description(ds: dict, r: dict, d: dict) -> str:
+    text = f"{ds['about'].rstrip('.')}. Train: {r['train_images']} images; validation: {r['validation_images']} images."
+    skipped = [f"{r[k]} {what} skipped" for k, what in (("unpaired_images", "images without a mask"), ("unpaired_masks", "masks without an image")) if r.get(k)]
+    if skipped:
+        text += f" {' and '.join(skipped)}."
+    if d.get("reduce_labels"):
+        text += " Labels reduced as in the transformers example: mask value 0 ignored (255), every other value v is class v - 1."
+    return text + " Pixels labelled 255 count in neither the loss nor the metrics."
+
+
+def plans(out: Path, hub_model_id: str | None, only: list[str] | None = None) -> dict[str, RepoPlan]:
+    """One repo: the segmenter folder, label map, overlays, confusion matrix, results, run config and card."""
+    r, rc = finished_run(out)
+    kind = rc.get("segmenter_kind", "timm")
+    if only and only != [kind]:
+        raise HfdlError(f"{out} holds one segmenter ('{kind}'): drop --only")
+    need = ("config.json", "model.safetensors", *(("preprocessor_config.json",) if kind == "transformers" else ()))
+    files = model_repo_files(out, out, kind, need)
+    repo_id = repo_ids(hub_model_id, {kind: out})[kind]
+    msg = f"hfdl train_segmenter: mean IoU {r.get('eval_mean_iou', float('nan')):.4f}"
+    return {
+        kind: RepoPlan(
+            repo_id, files, segmentation_card(out, repo_id), msg, f"Uploaded by hfdl from {out.name}: weights, config, label map, overlays, results, card."
+        )
+    }
+
+
+register(TASK, plans)
