@@ -1,0 +1,68 @@
+"""Claims (issue 12): the default segmenter (Lite0 backbone, U-Net decoder, 11 classes) runs at 256 px, batch 1, 2 cores in
+<= 80 ms/image; and the decoders side by side (U-Net, FPN, LR-ASPP on the same backbone): ms/image and parameters, as
+ratios to the U-Net measured in one run (medians of alternating rounds, so a busy machine slows each alike).
+
+    python benchmarks/segmentation.py [--model DIR_OR_ID] [--image_size 256 --rounds 30 --upsample interpolate]
+
+Without --model the default architecture with its pretrained backbone is timed (the weights do not change the cost).
+Each round times `predict` (network, logits at the input size, argmax) once per decoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from _common import emit
+
+from hfdl.tasks.segmentation.args import DECODERS, SegmenterArguments
+from hfdl.tasks.segmentation.model import load_segmenter
+from hfdl.tasks.segmentation.pipeline import build_segmenter
+
+NUM_CLASSES = 11  # the offline default's: background + 10 Fashion-MNIST classes
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default=None, help="A trained segmenter folder or Hub id, timed as the default (decoders still built untrained).")
+    p.add_argument("--image_size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--upsample", default="interpolate", choices=("interpolate", "transposed"))
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    names = [str(i) for i in range(NUM_CLASSES)]
+    models = {decoder: build_segmenter(SegmenterArguments(model_type=decoder, upsample=a.upsample), names, None, a.image_size).eval() for decoder in DECODERS}
+    if a.model:
+        models["unet"] = load_segmenter(a.model).eval()
+    x = torch.rand(1, 3, a.image_size, a.image_size)
+    times = {decoder: [] for decoder in models}
+    with torch.inference_mode():
+        for model in models.values():  # warm-up: allocations, oneDNN primitives
+            for _ in range(3):
+                model.predict(x)
+        for _ in range(a.rounds):
+            for decoder, model in models.items():
+                t0 = time.perf_counter()
+                model.predict(x)
+                times[decoder].append(time.perf_counter() - t0)
+    ms = {decoder: statistics.median(t) * 1000 for decoder, t in times.items()}
+    params = {decoder: sum(p.numel() for p in model.parameters()) for decoder, model in models.items()}
+    emit(
+        {
+            "benchmark": "segmentation",
+            "image_size": a.image_size,
+            "upsample": a.upsample,
+            "default_ms": ms["unet"],
+            "meets_80ms": ms["unet"] <= 80,
+            **{f"{decoder}_ms": value for decoder, value in ms.items()},
+            **{f"{decoder}_parameters": value for decoder, value in params.items()},
+            **{f"{decoder}_time_ratio_to_unet": ms[decoder] / ms["unet"] for decoder in ("fpn", "lraspp")},
+            **{f"{decoder}_parameter_ratio_to_unet": params[decoder] / params["unet"] for decoder in ("fpn", "lraspp")},
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
