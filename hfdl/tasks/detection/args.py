@@ -38,7 +38,9 @@ class DetectorArguments:
         default="shared", metadata={"help": "shared: one branch for objectness, box and classes | decoupled: classes in a branch of their own (YOLOX)."}
     )
     box_loss: str = field(default="ciou", metadata={"help": "ciou | giou."})
-    score_threshold: float = field(default=0.05, metadata={"help": "Detections below this score are dropped before mAP and drawing."})
+    score_threshold: float = field(
+        default=0.001, metadata={"help": "Evaluation keeps (box, class) pairs from this score on (COCO / YOLOv5 practice); drawings use at least 0.3."}
+    )
     iou_threshold: float = field(default=0.5, metadata={"help": "Non-max suppression IoU (class-wise)."})
 
     def __post_init__(self):
