@@ -212,9 +212,11 @@ class TimmSegmenter(
         channels = decoder_channels * DECODER_WIDTH[decoder]
         self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample)
         self.upsample_logits = Resize(num_classes, self.decoder.stride, upsample)
+        self.to(memory_format=torch.channels_last)  # NHWC: oneDNN's fast convolution layout (as the detector; ~1.8x faster training on 2 CPU cores)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised -> logits (B, K, H, W)."""
+        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         logits = self.decoder(self.backbone(pixel_values))  # (B, K, H/s, W/s)
         return self.upsample_logits(logits, pixel_values.shape[-2:])
 
