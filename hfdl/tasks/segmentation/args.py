@@ -133,7 +133,7 @@ class SegmentationTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Peak learning rate (AdamW). Default: 2e-3 for the timm decoders, 6e-5 for transformers segmenters (their example's)."}
     )
     weight_decay: float | None = field(
-        default=None, metadata={"help": "AdamW weight decay. Default: 0.05 for the timm decoders, 0.01 for transformers segmenters."}
+        default=None, metadata={"help": "AdamW weight decay (not on norms and biases). Default: 0.05 for the timm decoders, 0.01 for transformers segmenters."}
     )
     warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
 

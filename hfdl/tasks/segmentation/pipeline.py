@@ -12,6 +12,7 @@ from pathlib import Path
 import datasets
 import torch
 from accelerate import Accelerator, PartialState
+from timm.optim import param_groups_weight_decay  # no decay on norms and biases
 
 from hfdl import assets
 from hfdl.core.backbones import base_model_id, create_backbone
@@ -195,7 +196,7 @@ def run_one(
     mem = PeakMemory()
     with mem:
         model, result = train(
-            accelerator, model, None, train_dl, training_args, out,
+            accelerator, model, param_groups_weight_decay(model, training_args.weight_decay), train_dl, training_args, out,
             compute_loss=compute_loss, evaluate=evaluate, run_name=kind,
         )  # fmt: skip
     final = result.final_metrics
