@@ -13,31 +13,16 @@ on a test input before it replaces an earlier bundle of the same name.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MAX_BYTES = 10_000_000  # the project's limit for a bundled file
+sys.path.insert(0, str(HERE.parents[1]))  # a checkout of the repository: use its hfdl package
+
+from hfdl.core.bundle import bundle_run, check_name, check_run_dir, describe, read_json  # noqa: E402
+from hfdl.errors import HfdlError  # noqa: E402
+
 MAX_SCORE_CHANGE = 0.02  # largest change of any cell's score that the fp16 copy may cause on the test input
-
-
-def half_state_dict(path: Path) -> dict:
-    """model.safetensors -> its tensors, floating ones as float16 (integer buffers such as BatchNorm counters kept)."""
-    import torch
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    out = {}
-    for name, tensor in state.items():
-        if tensor.is_floating_point():
-            half = tensor.to(torch.float16)
-            if not torch.isfinite(half).all():
-                raise SystemExit(f"error: {name} does not fit in float16 (largest magnitude {tensor.abs().max().item():.3g}); bundle the fp32 file instead")
-            tensor = half
-        out[name] = tensor.contiguous()
-    return out
 
 
 def scores(model, x):
@@ -53,19 +38,17 @@ def check_copy(original: Path, copy: Path) -> float:
     """Load both folders (the copy's fp16 weights into float32 parameters) and return the largest score change."""
     import torch
 
-    sys.path.insert(0, str(HERE.parents[1]))  # a checkout of the repository: use its hfdl package
     from hfdl.tasks.detection.model import YoloDetector
 
     a, b = YoloDetector.from_pretrained(original), YoloDetector.from_pretrained(copy)
     if any(p.dtype != torch.float32 for p in b.parameters()):
-        raise SystemExit("error: the fp16 copy did not load as float32 parameters")
+        raise HfdlError("the fp16 copy did not load as float32 parameters")
     x = torch.rand(2, 3, a.image_size, a.image_size, generator=torch.Generator().manual_seed(0))
     return float((scores(a, a.normalize(x)) - scores(b, b.normalize(x))).abs().max())
 
 
 def provenance(run_dir: Path, name: str, change: float) -> dict:
-    results = json.loads((run_dir / "all_results.json").read_text()) if (run_dir / "all_results.json").is_file() else {}
-    run = json.loads((run_dir / "run_config.json").read_text()) if (run_dir / "run_config.json").is_file() else {}
+    results, run = read_json(run_dir / "all_results.json"), read_json(run_dir / "run_config.json")
     data = run.get("data", {})
     return {
         "name": name,
@@ -88,33 +71,17 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("run_dir", type=Path, help="a folder written by scripts/train_detector.py")
     parser.add_argument("--name", required=True, help="the bundled model's folder name under models/")
     args = parser.parse_args(argv)
-    from safetensors.torch import save_file
-
     run_dir, name = args.run_dir, args.name
-    if not (run_dir / "config.json").is_file() or not (run_dir / "model.safetensors").is_file():
-        raise SystemExit(f"error: {run_dir} has no config.json + model.safetensors: pass a folder written by scripts/train_detector.py")
-    if not name or "/" in name or name.startswith("."):
-        raise SystemExit(f"error: --name {name!r} must be a plain folder name")
     target = HERE / "models" / name
-    tmp = target.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        shutil.copy(run_dir / "config.json", tmp / "config.json")
-        save_file(half_state_dict(run_dir / "model.safetensors"), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        change = check_copy(run_dir, tmp)
-        if change > MAX_SCORE_CHANGE:
-            raise SystemExit(f"error: the fp16 copy changes a score by {change:.3g} (> {MAX_SCORE_CHANGE}); bundle the fp32 file instead")
-        (tmp / "provenance.json").write_text(json.dumps(provenance(run_dir, name, change), indent=2) + "\n")
-        for f in tmp.iterdir():
-            if f.stat().st_size >= MAX_BYTES:
-                raise SystemExit(f"error: {f.name} has {f.stat().st_size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit for bundled files")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e6:.2f} MB" for f in sorted(target.iterdir()))
-    print(f"bundled {run_dir} as {target} ({sizes}; largest score change from fp16 {change:.1e})")
+        check_run_dir(run_dir, "scripts/train_detector.py")
+        check_name(name)
+        change = bundle_run(
+            run_dir, target, compare=check_copy, max_change=MAX_SCORE_CHANGE, provenance=lambda change: provenance(run_dir, name, change), what="score"
+        )
+    except HfdlError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"bundled {run_dir} as {target} ({describe(target)}; largest score change from fp16 {change:.1e})")
     return target
 
 
