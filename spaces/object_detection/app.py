@@ -6,32 +6,24 @@ API:  Client(url).predict(handle_file("photo.jpg"), api_name="/detect")  ->  (an
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import gradio as gr  # noqa: E402
-
-try:
-    from hfdl.core.images import MAX_INPUT_PIXELS, to_rgb
-    from hfdl.tasks.detection import boxes as box_ops
-    from hfdl.tasks.detection.model import detect_in_image, load_detector
+try:  # first: hfdl.hub.space_parts turns off analytics and telemetry before gradio loads
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
 except ImportError:  # a checkout of the repository: use its hfdl package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from hfdl.core.images import MAX_INPUT_PIXELS, to_rgb
-    from hfdl.tasks.detection import boxes as box_ops
-    from hfdl.tasks.detection.model import detect_in_image, load_detector
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
 
+import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.ops import clip_boxes_to_image  # noqa: E402
 
+from hfdl.core.images import to_rgb  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
+from hfdl.tasks.detection import boxes as box_ops  # noqa: E402
+from hfdl.tasks.detection.model import detect_in_image, load_detector  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RAW_THRESHOLD = 0.05  # the model runs once per image and model, keeping every detection from this score on ...
@@ -43,80 +35,25 @@ DISPLAY_SIZE = 640  # the annotated image's longer side (small images are enlarg
 PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4")
 
 
-def detection_models() -> dict[str, str]:
-    """Detectors offered: bundled folders under models/ plus Hub ids in $HFDL_DETECTION_MODELS (comma list)."""
-    found = {}
-    for d in sorted((HERE / "models").glob("*")):
-        if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
-            found[f"{d.name} (bundled)"] = str(d)
-    for repo_id in filter(None, (s.strip() for s in os.environ.get("HFDL_DETECTION_MODELS", "").split(","))):
-        found[repo_id] = repo_id
-    return found
+# detectors offered: bundled folders under models/ plus Hub ids in $HFDL_DETECTION_MODELS (comma list)
+MODELS = ModelMenu("detector", HERE / "models", "HFDL_DETECTION_MODELS", load_detector)
+DEFAULT_MODEL = MODELS.default
 
 
-MODELS = detection_models()
-DEFAULT_MODEL = next(iter(MODELS), None)
-
-
-def bundled_metrics() -> str:
-    """One Markdown line per bundled detector, from the provenance.json bundle_model.py wrote."""
-    lines = []
-    for d in sorted((HERE / "models").glob("*/provenance.json")):
-        p = json.loads(d.read_text())
-        if p.get("eval_map_50") is not None:
-            lines.append(
-                f"- **{d.parent.name}** (bundled): mAP@.5 {p['eval_map_50']:.3f}, mAP@[.5:.95] {p.get('eval_map') or 0:.3f} on "
-                f"{p.get('validation_images') or '?'} held-out composites; trained on {p.get('train_images') or '?'} composites by `{p.get('command')}`"
-            )
-    return "\n".join(lines)
-
-
-@functools.lru_cache(maxsize=4)
-def load_model(source: str):
-    return load_detector(source)
-
-
-def get_model(name: str | None):
-    if not MODELS:
-        raise gr.Error("No detector is available here: bundle one into models/ or set HFDL_DETECTION_MODELS to Hub ids", print_exception=False)
-    name = DEFAULT_MODEL if name is None else name
-    if name not in MODELS:
-        raise gr.Error(f"Unknown detector '{name}': choose one of {', '.join(MODELS)}", print_exception=False)
-    try:
-        return name, load_model(MODELS[name])
-    except HfdlError as err:
-        raise gr.Error(str(err), print_exception=False) from None
-    except Exception as err:  # anything a Hub or transformers loader raises: one line, no traceback
-        msg = " ".join(str(err).split())[:240] or type(err).__name__
-        raise gr.Error(f"Could not load the detector {name} ({type(err).__name__}: {msg})", print_exception=False) from None
-
-
-class ImageInput(gr.Image):
-    """`gr.Image` whose unreadable uploads become a one-line `gr.Error` instead of a server exception."""
-
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as err:
-            raise gr.Error(f"{self.label} is not an image we can read ({type(err).__name__}): upload a PNG or JPEG file", print_exception=False) from None
-
-
-def _check_image(img) -> None:
-    if img is None:
-        raise gr.Error("No image: upload one (or pick an example below)", print_exception=False)
-    if img.width * img.height > MAX_INPUT_PIXELS:
-        raise gr.Error(f"The image has {img.width}x{img.height} pixels, more than this demo decodes: downscale it first", print_exception=False)
+def _metrics_line(name: str, p: dict) -> str | None:
+    """A bundled detector's line on the page, from the provenance.json bundle_model.py wrote."""
+    if p.get("eval_map_50") is None:
+        return None
+    return (
+        f"- **{name}** (bundled): mAP@.5 {p['eval_map_50']:.3f}, mAP@[.5:.95] {p.get('eval_map') or 0:.3f} on "
+        f"{p.get('validation_images') or '?'} held-out composites; trained on {p.get('train_images') or '?'} composites by `{p.get('command')}`"
+    )
 
 
 def run_model(image, model_name: str | None) -> dict:
     """Run the detector once: every detection from RAW_THRESHOLD on, no NMS, boxes in the image's pixels (not yet clipped)."""
-    _check_image(image)
-    name, model = get_model(model_name)
+    check_image(image)
+    name, model = MODELS.get(model_name)
     img = to_rgb(image)  # RGBA (transparency dropped), grayscale, palette ... -> RGB
     t0 = time.perf_counter()
     try:
@@ -200,7 +137,7 @@ with gr.Blocks(title="Object detection") as demo:
         "sliders then only re-filter its detections (scores from the threshold on, then class-wise non-max suppression), so "
         "they answer at once. Each JSON `box` is x1, y1, x2, y2 in the image's pixels. The bundled detector was trained on "
         "Fashion-MNIST items pasted on photos (try the composite examples): on ordinary photos it finds little. Hub detectors "
-        "listed in `HFDL_DETECTION_MODELS` (e.g. `facebook/detr-resnet-50`) are offered in the model menu.\n" + bundled_metrics()
+        "listed in `HFDL_DETECTION_MODELS` (e.g. `facebook/detr-resnet-50`) are offered in the model menu.\n" + MODELS.bundled_metrics(_metrics_line)
     )
     with gr.Row():
         image_in = ImageInput(label="Image", type="pil", image_mode=None, sources=["upload", "clipboard", "webcam"], elem_id="image", height=400)
@@ -208,7 +145,7 @@ with gr.Blocks(title="Object detection") as demo:
             annotated_out = gr.AnnotatedImage(label="Detections", elem_id="annotated", format="jpeg", height=400)
             status = gr.Markdown(elem_id="status")
     with gr.Row():
-        model_in = gr.Dropdown(list(MODELS), value=DEFAULT_MODEL, label="Detector", elem_id="model")
+        model_in = gr.Dropdown(MODELS.choices, value=DEFAULT_MODEL, label="Detector", elem_id="model")
         threshold_in = gr.Slider(RAW_THRESHOLD, 1.0, value=0.3, step=0.01, label="Score threshold", elem_id="threshold")
         iou_in = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="NMS IoU (1 = no suppression)", elem_id="iou")
     gr.Examples(

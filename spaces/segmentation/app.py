@@ -8,10 +8,7 @@ API:  Client(url).predict(handle_file("photo.jpg"), api_name="/segment")  ->  (o
 from __future__ import annotations
 
 import atexit
-import functools
-import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -19,24 +16,20 @@ import time
 import uuid
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import gradio as gr  # noqa: E402
-
-try:
-    from hfdl.core.images import MAX_INPUT_PIXELS, to_rgb
-    from hfdl.tasks.segmentation.model import background_ids, load_segmenter, mask_image, model_palette, overlay, segment_in_image
+try:  # first: hfdl.hub.space_parts turns off analytics and telemetry before gradio loads
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
 except ImportError:  # a checkout of the repository: use its hfdl package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from hfdl.core.images import MAX_INPUT_PIXELS, to_rgb
-    from hfdl.tasks.segmentation.model import background_ids, load_segmenter, mask_image, model_palette, overlay, segment_in_image
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
 
+import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from hfdl.core.images import to_rgb  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
+from hfdl.tasks.segmentation.model import background_ids, load_segmenter, mask_image, model_palette, overlay, segment_in_image  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DISPLAY_SIZE = 640  # the annotated image's longer side (small images are enlarged, large ones reduced)
@@ -46,76 +39,27 @@ MASK_DIR = Path(tempfile.mkdtemp(prefix="hfdl-segmentation-"))  # the label-mask
 atexit.register(shutil.rmtree, MASK_DIR, ignore_errors=True)
 
 
-def segmentation_models() -> dict[str, str]:
-    """Segmenters offered: bundled folders under models/ plus Hub ids in $HFDL_SEGMENTATION_MODELS (comma list)."""
-    found = {}
-    for d in sorted((HERE / "models").glob("*")):
-        if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
-            found[f"{d.name} (bundled)"] = str(d)
-    for repo_id in filter(None, (s.strip() for s in os.environ.get("HFDL_SEGMENTATION_MODELS", "").split(","))):
-        found[repo_id] = repo_id
-    return found
+# segmenters offered: bundled folders under models/ plus Hub ids in $HFDL_SEGMENTATION_MODELS (comma list)
+MODELS = ModelMenu("segmenter", HERE / "models", "HFDL_SEGMENTATION_MODELS", load_segmenter)
+DEFAULT_MODEL = MODELS.default
 
 
-MODELS = segmentation_models()
-DEFAULT_MODEL = next(iter(MODELS), None)
-
-
-def bundled_metrics() -> str:
-    """One Markdown line per bundled segmenter, from the provenance.json bundle_model.py wrote."""
-    lines = []
-    for d in sorted((HERE / "models").glob("*/provenance.json")):
-        p = json.loads(d.read_text())
-        if p.get("eval_mean_iou") is None:
-            continue
-        per_class = {k: v for k, v in (p.get("per_class_iou") or {}).items() if v is not None}
-        background = {list(per_class)[i] for i in background_ids(list(per_class))}
-        ious = {k: v for k, v in per_class.items() if k not in background}
-        spread = ""
-        if ious:
-            (lo, lo_v), (hi, hi_v) = min(ious.items(), key=lambda kv: kv[1]), max(ious.items(), key=lambda kv: kv[1])
-            spread = f" (the item classes' IoU from {lo_v:.2f}, {lo}, to {hi_v:.2f}, {hi})"
-        lines.append(
-            f"- **{d.parent.name}** (bundled): mean IoU {p['eval_mean_iou']:.3f}{spread}, pixel accuracy {p.get('eval_overall_accuracy') or 0:.3f} "
-            f"on {p.get('validation_images') or '?'} held-out composites; trained {p.get('completed_steps') or '?'} steps "
-            f"({p.get('epochs') or '?'} epochs) on {p.get('train_images') or '?'} composites by `{p.get('command')}`"
-        )
-    return "\n".join(lines)
-
-
-@functools.lru_cache(maxsize=4)
-def load_model(source: str):
-    return load_segmenter(source)
-
-
-def get_model(name: str | None):
-    if not MODELS:
-        raise gr.Error("No segmenter is available here: bundle one into models/ or set HFDL_SEGMENTATION_MODELS to Hub ids", print_exception=False)
-    name = DEFAULT_MODEL if name is None else name
-    if name not in MODELS:
-        raise gr.Error(f"Unknown segmenter '{name}': choose one of {', '.join(MODELS)}", print_exception=False)
-    try:
-        return name, load_model(MODELS[name])
-    except HfdlError as err:
-        raise gr.Error(str(err), print_exception=False) from None
-    except Exception as err:  # anything a Hub or transformers loader raises: one line, no traceback
-        msg = " ".join(str(err).split())[:240] or type(err).__name__
-        raise gr.Error(f"Could not load the segmenter {name} ({type(err).__name__}: {msg})", print_exception=False) from None
-
-
-class ImageInput(gr.Image):
-    """`gr.Image` whose unreadable uploads become a one-line `gr.Error` instead of a server exception."""
-
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as err:
-            raise gr.Error(f"{self.label} is not an image we can read ({type(err).__name__}): upload a PNG or JPEG file", print_exception=False) from None
+def _metrics_line(name: str, p: dict) -> str | None:
+    """A bundled segmenter's line on the page, from the provenance.json bundle_model.py wrote."""
+    if p.get("eval_mean_iou") is None:
+        return None
+    per_class = {k: v for k, v in (p.get("per_class_iou") or {}).items() if v is not None}
+    background = {list(per_class)[i] for i in background_ids(list(per_class))}
+    ious = {k: v for k, v in per_class.items() if k not in background}
+    spread = ""
+    if ious:
+        (lo, lo_v), (hi, hi_v) = min(ious.items(), key=lambda kv: kv[1]), max(ious.items(), key=lambda kv: kv[1])
+        spread = f" (the item classes' IoU from {lo_v:.2f}, {lo}, to {hi_v:.2f}, {hi})"
+    return (
+        f"- **{name}** (bundled): mean IoU {p['eval_mean_iou']:.3f}{spread}, pixel accuracy {p.get('eval_overall_accuracy') or 0:.3f} "
+        f"on {p.get('validation_images') or '?'} held-out composites; trained {p.get('completed_steps') or '?'} steps "
+        f"({p.get('epochs') or '?'} epochs) on {p.get('train_images') or '?'} composites by `{p.get('command')}`"
+    )
 
 
 class ClassToggles(gr.CheckboxGroup):
@@ -127,13 +71,6 @@ class ClassToggles(gr.CheckboxGroup):
 
     def preprocess(self, payload):
         return [str(v) for v in payload or []]
-
-
-def _check_image(img) -> None:
-    if img is None:
-        raise gr.Error("No image: upload one (or pick an example below)", print_exception=False)
-    if img.width * img.height > MAX_INPUT_PIXELS:
-        raise gr.Error(f"The image has {img.width}x{img.height} pixels, more than this demo decodes: downscale it first", print_exception=False)
 
 
 def _fit(width: int, height: int, longer: int) -> tuple[int, int]:
@@ -173,8 +110,8 @@ def _save_mask(ids: np.ndarray, palette: list[list[int]]) -> str:
 
 def run_model(image, model_name: str | None) -> dict:
     """Run the segmenter once and keep what re-rendering needs: the mask at the image's size and at display size, the shares."""
-    _check_image(image)
-    name, model = get_model(model_name)
+    check_image(image)
+    name, model = MODELS.get(model_name)
     img = to_rgb(image)  # RGBA (transparency dropped), grayscale, palette ... -> RGB
     t0 = time.perf_counter()
     try:
@@ -273,7 +210,7 @@ with gr.Blocks(title="Semantic segmentation") as demo:
         "**opacity** slider and the **class toggles** then only re-draw its mask, so they answer at once (hover the legend "
         "to pick out a class). The bundled segmenter was trained on Fashion-MNIST items pasted on photos (try the composite "
         "examples): on ordinary photos it sees mostly background. Hub segmenters listed in `HFDL_SEGMENTATION_MODELS` "
-        "(e.g. `nvidia/segformer-b0-finetuned-ade-512-512`) are offered in the model menu.\n" + bundled_metrics()
+        "(e.g. `nvidia/segformer-b0-finetuned-ade-512-512`) are offered in the model menu.\n" + MODELS.bundled_metrics(_metrics_line)
     )
     with gr.Row():
         image_in = ImageInput(label="Image", type="pil", image_mode=None, sources=["upload", "clipboard", "webcam"], elem_id="image", height=400)
@@ -281,7 +218,7 @@ with gr.Blocks(title="Semantic segmentation") as demo:
             annotated_out = gr.AnnotatedImage(label="Segmentation", elem_id="annotated", format="jpeg", height=400)
             status = gr.Markdown(elem_id="status")
     with gr.Row():
-        model_in = gr.Dropdown(list(MODELS), value=DEFAULT_MODEL, label="Segmenter", elem_id="model")
+        model_in = gr.Dropdown(MODELS.choices, value=DEFAULT_MODEL, label="Segmenter", elem_id="model")
         opacity_in = gr.Slider(0.0, 1.0, value=OPACITY, step=0.05, label="Opacity", elem_id="opacity")
     classes_in = ClassToggles(choices=[], value=[], label="Classes shown (found in the image, share of its pixels)", elem_id="classes")
     gr.Examples(

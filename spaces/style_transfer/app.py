@@ -6,28 +6,22 @@ API:  Client(url).predict(handle_file("content.jpg"), handle_file("style.jpg"), 
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+try:  # first: hfdl.hub.space_parts turns off analytics and telemetry before gradio loads
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
+except ImportError:  # a checkout of the repository: use its hfdl package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
 
 import gradio as gr  # noqa: E402
 
-try:
-    from hfdl.core.images import MAX_INPUT_PIXELS, image_to_tensor, open_image, tensor_to_image
-    from hfdl.tasks.style.gatys import GatysConfig, gatys_iter
-    from hfdl.tasks.style.model import TransformerNet
-except ImportError:  # a checkout of the repository: use its hfdl package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from hfdl.core.images import MAX_INPUT_PIXELS, image_to_tensor, open_image, tensor_to_image
-    from hfdl.tasks.style.gatys import GatysConfig, gatys_iter
-    from hfdl.tasks.style.model import TransformerNet
-
+from hfdl.core.images import image_to_tensor, open_image, tensor_to_image  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
+from hfdl.tasks.style.gatys import GatysConfig, gatys_iter  # noqa: E402
+from hfdl.tasks.style.model import TransformerNet  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STYLES = {
@@ -41,45 +35,18 @@ MAX_SIZE = 512  # longest output side the sliders allow
 LARGE_UPLOAD = 2048  # uploads with a longer side above this get a notice (they are resized anyway)
 
 
-def fast_models() -> dict[str, str]:
-    """Fast style networks offered: bundled folders under models/ plus Hub ids in $HFDL_STYLE_MODELS (comma list)."""
-    found = {}
-    for d in sorted((HERE / "models").glob("*")):
-        if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
-            found[f"{d.name} (bundled)"] = str(d)
-    for repo_id in filter(None, (s.strip() for s in os.environ.get("HFDL_STYLE_MODELS", "").split(","))):
-        found[repo_id] = repo_id
-    return found
-
-
-FAST_MODELS = fast_models()
-
-
-@functools.lru_cache(maxsize=4)
-def load_fast_model(source: str) -> TransformerNet:
-    return TransformerNet.from_pretrained(source)
-
-
-class ImageInput(gr.Image):
-    """`gr.Image` whose unreadable uploads become a one-line `gr.Error` instead of a server exception."""
-
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as err:
-            raise gr.Error(f"{self.label} is not an image we can read ({type(err).__name__}): upload a PNG or JPEG file", print_exception=False) from None
+# fast style networks offered: bundled folders under models/ plus Hub ids in $HFDL_STYLE_MODELS (comma list)
+FAST_MODELS = ModelMenu(
+    "fast style network",
+    HERE / "models",
+    "HFDL_STYLE_MODELS",
+    TransformerNet.from_pretrained,
+    empty="No fast style network is available here: choose optimisation, or set HFDL_STYLE_MODELS to Hub ids",
+)
 
 
 def _check_image(img, what: str) -> None:
-    if img is None:
-        raise gr.Error(f"No {what}: upload one (or pick an example below)", print_exception=False)
-    if img.width * img.height > MAX_INPUT_PIXELS:
-        raise gr.Error(f"The {what} has {img.width}x{img.height} pixels, more than this demo decodes: downscale it first", print_exception=False)
+    check_image(img, what)
     if max(img.size) > LARGE_UPLOAD:
         gr.Warning(f"The {what} is large ({img.width}x{img.height}); it was resized to the output size.")
 
@@ -104,12 +71,10 @@ def run_style_transfer(
     try:
         content_t = image_to_tensor(content, size)
         if method == "fast":
-            if not FAST_MODELS:
-                raise gr.Error("No fast style network is available here: choose optimisation, or set HFDL_STYLE_MODELS to Hub ids", print_exception=False)
-            name = fast_model if fast_model in FAST_MODELS else next(iter(FAST_MODELS))
+            name, net = FAST_MODELS.get(fast_model if fast_model in FAST_MODELS.sources else None)  # an unknown name: the default
             if style is not None:
                 gr.Info("Fast mode uses the style its network was trained on; the style image is ignored.")
-            out = load_fast_model(FAST_MODELS[name]).stylize(content_t, strength=float(strength), preserve_colour=bool(preserve_colour))
+            out = net.stylize(content_t, strength=float(strength), preserve_colour=bool(preserve_colour))
             yield tensor_to_image(out), f"Stylised: fast network {name}, {out.shape[-1]}x{out.shape[-2]} px, {time.perf_counter() - t0:.2f} s"
             return
         if style is None and bundled_style in STYLES:
@@ -155,7 +120,7 @@ with gr.Blocks(title="Neural style transfer") as demo:
     with gr.Row():
         bundled_in = gr.Dropdown([NO_STYLE, *STYLES], value=NO_STYLE, label="Bundled style", elem_id="bundled")
         method_in = gr.Radio(list(METHODS), value="optimisation", label="Method", elem_id="method")
-        fast_in = gr.Dropdown(list(FAST_MODELS), value=next(iter(FAST_MODELS), None), label="Fast style network", elem_id="fast_model")
+        fast_in = gr.Dropdown(FAST_MODELS.choices, value=FAST_MODELS.default, label="Fast style network", elem_id="fast_model")
     with gr.Row():
         steps_in = gr.Slider(5, 300, value=50, step=5, label="Steps (optimisation)", elem_id="steps")
         strength_in = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength", elem_id="strength")
@@ -174,7 +139,7 @@ with gr.Blocks(title="Neural style transfer") as demo:
                 str(STYLES["Waves (generated, CC0)"]),
                 NO_STYLE,
                 "fast",
-                next(iter(FAST_MODELS), None),
+                FAST_MODELS.default,
                 50,
                 1.0,
                 False,
