@@ -164,7 +164,7 @@ class YoloDetector(
         boxes, obj, cls = [], [], []
         for level, (r, stride) in enumerate(zip(raw, self.strides)):
             b, _, h, w = r.shape
-            r = r.flatten(2).transpose(1, 2)  # (B, H*W, 5 + K)
+            r = r.float().flatten(2).transpose(1, 2)  # (B, H*W, 5 + K); float: bf16 would round boxes to 0.5 px
             xy = (self.grid(level, h, w, r.device) + r[..., 1:3].sigmoid() * 2 - 0.5) * stride  # centre
             wh = (r[..., 3:5].sigmoid() * 2) ** 2 * (BASE_CELLS * stride)  # size
             boxes.append(torch.cat([xy - wh / 2, xy + wh / 2], -1))
