@@ -99,15 +99,17 @@ def run_variants(
     training_args,
     train_one: Callable[[str, Path, object], dict],
     log: Callable[[str], None] = print,
+    finished: str = RESULTS,
 ) -> dict[str, dict]:
     """Train each variant (`train_one(name, folder, training_args)`) in turn; returns {name: results}.
 
     With `--resume_from_checkpoint`, a variant that already wrote its results is reused, and `latest`
     resumes each unfinished variant from its own latest checkpoint (or starts it afresh if it has none).
+    `finished` names the file a finished variant holds (a variant that is a complete run folder: ALL_RESULTS).
     """
     results = {}
     for name, folder in zip(names, folders):
-        done = Path(folder) / RESULTS
+        done = Path(folder) / finished
         resume = training_args.resume_from_checkpoint
         if resume and done.is_file() and len(names) > 1:
             log(f"{name}: already finished, reusing {done}")

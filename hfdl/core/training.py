@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,6 +73,11 @@ class TrainingArguments:
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     debug: bool = field(default=False, metadata={"help": "Show full tracebacks instead of one-line errors."})
+
+    def with_unset(self, **defaults):
+        """These arguments with each field still None (not given) set from `defaults`, e.g. a task's recipe per
+        model kind: `training_args.with_unset(learning_rate=5e-5, weight_decay=1e-4)`."""
+        return replace(self, **{name: value for name, value in defaults.items() if getattr(self, name) is None})
 
     def __post_init__(self):
         if not self.output_dir:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
@@ -97,15 +97,6 @@ class DetectionTrainingArguments(TrainingArguments):
     weight_decay: float | None = field(
         default=None, metadata={"help": "AdamW weight decay (not on norms and biases). Default: 0.05 for yolo, 1e-4 for transformers detectors."}
     )
-
-    def for_model(self, kind: str) -> DetectionTrainingArguments:
-        """These arguments with the unset learning rate and weight decay taken from the recipe of `kind` (MODEL_RECIPES)."""
-        recipe = MODEL_RECIPES[kind]
-        return replace(
-            self,
-            learning_rate=recipe["learning_rate"] if self.learning_rate is None else self.learning_rate,
-            weight_decay=recipe["weight_decay"] if self.weight_decay is None else self.weight_decay,
-        )
 
     warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
     max_grad_norm: float | None = field(default=10.0, metadata={"help": "Gradient clipping norm."})

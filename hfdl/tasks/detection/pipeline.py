@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -15,12 +14,11 @@ from timm.optim import param_groups_weight_decay  # no decay on norms and biases
 
 from hfdl import assets
 from hfdl.core.backbones import base_model_id, create_backbone
-from hfdl.core.checkpoints import list_checkpoints
-from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, write_json
+from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, run_variants, write_json
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import make_accelerator, train
 from hfdl.errors import HfdlError
-from hfdl.tasks.detection.args import EMBEDDED_DEFAULT, DetectionDataArguments, DetectionTrainingArguments, DetectorArguments
+from hfdl.tasks.detection.args import EMBEDDED_DEFAULT, MODEL_RECIPES, DetectionDataArguments, DetectionTrainingArguments, DetectorArguments
 from hfdl.tasks.detection.card import write_cards
 from hfdl.tasks.detection.data import (
     DetectionAugment,
@@ -152,17 +150,13 @@ def run(detector_args: DetectorArguments, data_args: DetectionDataArguments, tra
     `OUTPUT/comparison.{md,json,png}` sets them side by side; returns {variant: all_results}."""
     if not detector_args.compare_scratch:
         return run_one(detector_args, data_args, training_args, argv)
-    out, results = Path(training_args.output_dir), {}
-    for name, pretrained in VARIANTS.items():
-        folder, resume = out / name, training_args.resume_from_checkpoint
-        if resume and (folder / ALL_RESULTS).is_file():
-            logger.info("%s: already finished, reusing %s", name, folder / ALL_RESULTS)
-            results[name] = json.loads((folder / ALL_RESULTS).read_text(encoding="utf-8"))
-            continue
-        if resume == "latest" and not list_checkpoints(folder):
-            resume = None
-        variant_args = replace(training_args, output_dir=str(folder), resume_from_checkpoint=resume)
-        results[name] = run_one(replace(detector_args, pretrained=pretrained, compare_scratch=False), data_args, variant_args, argv)
+    out = Path(training_args.output_dir)
+
+    def train_one(name: str, folder: Path, variant_args: DetectionTrainingArguments) -> dict:
+        one = replace(detector_args, pretrained=VARIANTS[name], compare_scratch=False)
+        return run_one(one, data_args, replace(variant_args, output_dir=str(folder)), argv)
+
+    results = run_variants(list(VARIANTS), [out / name for name in VARIANTS], training_args, train_one, logger.info, finished=ALL_RESULTS)
     if PartialState().is_main_process:
         table = write_comparison(results, out, Path(data_args.dataset_name or data_args.train_dir or "offline composites").name)
         print(table)
@@ -183,7 +177,7 @@ def run_one(
         dsd, names, source, stats = load_data(data_args, training_args.seed)
     accelerator.print(f"data: {source}: {stats['train']['images']} train / {stats['validation']['images']} validation images, {len(names)} classes")
     kind = detector_kind(detector_args)
-    training_args = training_args.for_model(kind)
+    training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)
     model = build_detector(detector_args, names, data_args.image_size)
     mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()

@@ -136,12 +136,3 @@ class SegmentationTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "AdamW weight decay (not on norms and biases). Default: 0.05 for the timm decoders, 0.01 for transformers segmenters."}
     )
     warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
-
-    def for_model(self, kind: str) -> SegmentationTrainingArguments:
-        """These arguments with the unset learning rate and weight decay taken from the recipe of `kind` (MODEL_RECIPES)."""
-        recipe = MODEL_RECIPES[kind]
-        return replace(
-            self,
-            learning_rate=recipe["learning_rate"] if self.learning_rate is None else self.learning_rate,
-            weight_decay=recipe["weight_decay"] if self.weight_decay is None else self.weight_decay,
-        )

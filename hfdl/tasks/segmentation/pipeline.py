@@ -16,12 +16,18 @@ from timm.optim import param_groups_weight_decay  # no decay on norms and biases
 
 from hfdl import assets
 from hfdl.core.backbones import base_model_id, create_backbone
-from hfdl.core.checkpoints import list_checkpoints
-from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, write_json
+from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, run_variants, write_json
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import make_accelerator, train
 from hfdl.errors import HfdlError
-from hfdl.tasks.segmentation.args import COMPARE_AXES, EMBEDDED_DEFAULT, SegmentationDataArguments, SegmentationTrainingArguments, SegmenterArguments
+from hfdl.tasks.segmentation.args import (
+    COMPARE_AXES,
+    EMBEDDED_DEFAULT,
+    MODEL_RECIPES,
+    SegmentationDataArguments,
+    SegmentationTrainingArguments,
+    SegmenterArguments,
+)
 from hfdl.tasks.segmentation.card import write_cards
 from hfdl.tasks.segmentation.data import (
     SegmentationAugment,
@@ -135,16 +141,12 @@ def run(
         return run_one(segmenter_args, data_args, training_args, argv)
     if any(COMPARE_AXES[name][0] != "pretrained" for name in variants) and segmenter_kind(segmenter_args) == "transformers":
         raise HfdlError(f"--compare {segmenter_args.compare} varies the decoder of a timm backbone: for a transformers segmenter compare pretrained,scratch")
-    out, results = Path(training_args.output_dir), {}
-    for name, variant_args in variants.items():
-        folder, resume = out / name, training_args.resume_from_checkpoint
-        if resume and (folder / ALL_RESULTS).is_file():
-            logger.info("%s: already finished, reusing %s", name, folder / ALL_RESULTS)
-            results[name] = json.loads((folder / ALL_RESULTS).read_text(encoding="utf-8"))
-            continue
-        if resume == "latest" and not list_checkpoints(folder):
-            resume = None
-        results[name] = run_one(variant_args, data_args, replace(training_args, output_dir=str(folder), resume_from_checkpoint=resume), argv)
+    out = Path(training_args.output_dir)
+
+    def train_one(name: str, folder: Path, variant_training_args: SegmentationTrainingArguments) -> dict:
+        return run_one(variants[name], data_args, replace(variant_training_args, output_dir=str(folder)), argv)
+
+    results = run_variants(list(variants), [out / name for name in variants], training_args, train_one, logger.info, finished=ALL_RESULTS)
     if PartialState().is_main_process:
         print(write_comparison(results, out, Path(data_args.dataset_name or data_args.train_dir or "offline composites").name))
     return results
@@ -168,7 +170,7 @@ def run_one(
     kind = segmenter_kind(segmenter_args)
     if kind == "transformers" and (segmenter_args.model_type not in ("unet", "transformers") or segmenter_args.upsample != "interpolate"):
         raise HfdlError("--model_type / --upsample choose a decoder for a timm backbone: drop them (or the --compare of them) for a transformers segmenter")
-    training_args = training_args.for_model(kind)
+    training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)
     model = build_segmenter(segmenter_args, names, data.palette, data_args.image_size)
     palette = model_palette(model)
