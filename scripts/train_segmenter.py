@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Semantic segmentation: a U-Net / FPN / LR-ASPP decoder on a timm backbone (or a transformers segmenter), evaluated with mean IoU.
+"""Semantic segmentation: an LR-ASPP (default) / U-Net / FPN decoder on a timm backbone (or a transformers segmenter), evaluated with mean IoU.
 
     accelerate launch -q scripts/train_segmenter.py                         # embedded offline default (composites, 11 classes)
-    accelerate launch -q scripts/train_segmenter.py --model_type lraspp --upsample transposed
+    accelerate launch -q scripts/train_segmenter.py --model_type unet --upsample transposed
     accelerate launch -q scripts/train_segmenter.py --compare unet,lraspp   # side by side: OUTPUT/unet, OUTPUT/lraspp, comparison.md
     accelerate launch -q scripts/train_segmenter.py --train_dir my_pairs/ --validation_dir my_val/   # images/NAME.jpg + masks/NAME.png
     accelerate launch -q scripts/train_segmenter.py --dataset_name segments/sidewalk-semantic --model_name_or_path nvidia/mit-b0 --reduce_labels

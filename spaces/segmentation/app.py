@@ -1,4 +1,4 @@
-"""Semantic segmentation Space: a bundled timm U-Net or Hub segmenters; the opacity slider and class toggles re-render
+"""Semantic segmentation Space: a bundled timm segmenter (LR-ASPP) or Hub segmenters; the opacity slider and class toggles re-render
 the kept mask without re-running the model.
 
 Run locally from the repository root:  python spaces/segmentation/app.py   (then open http://127.0.0.1:7860)

@@ -22,6 +22,7 @@ from hfdl.core.training import make_accelerator, train
 from hfdl.errors import HfdlError
 from hfdl.tasks.segmentation.args import (
     COMPARE_AXES,
+    DEFAULT_DECODER,
     EMBEDDED_DEFAULT,
     MODEL_RECIPES,
     SegmentationDataArguments,
@@ -168,7 +169,7 @@ def run_one(
     )
     check_label_map(out, names, training_args.resume_from_checkpoint)
     kind = segmenter_kind(segmenter_args)
-    if kind == "transformers" and (segmenter_args.model_type not in ("unet", "transformers") or segmenter_args.upsample != "interpolate"):
+    if kind == "transformers" and (segmenter_args.model_type not in (DEFAULT_DECODER, "transformers") or segmenter_args.upsample != "interpolate"):
         raise HfdlError("--model_type / --upsample choose a decoder for a timm backbone: drop them (or the --compare of them) for a transformers segmenter")
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)

@@ -32,7 +32,11 @@ VARIANT_TITLES = {
     "interpolate": "bilinear upsampling + conv",
     "transposed": "transposed convolutions",
 }
-WHAT_DIFFERS = {"pretrained": "the backbone's starting weights", "model_type": "the decoder", "upsample": "how the decoder upsamples"}  # by argument
+WHAT_DIFFERS = {
+    "pretrained": "the backbone's start (pretrained or random)",
+    "model_type": "the decoder",
+    "upsample": "how the decoder upsamples",
+}  # by argument
 
 
 def write_overlays(
