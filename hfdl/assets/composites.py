@@ -92,7 +92,10 @@ def _checked_arguments(**params) -> dict:
     for name, value in params.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise HfdlError(f"composite_dataset: {name} must be an integer, got {value!r}")
-    for name in ("num_train", "num_validation", "max_objects", "seed"):
+    for name in ("num_train", "num_validation"):  # datasets cannot load back a split saved with no rows
+        if params[name] < 1:
+            raise HfdlError(f"composite_dataset: {name} must be >= 1 (each split needs an image), got {params[name]}")
+    for name in ("max_objects", "seed"):
         if params[name] < 0:
             raise HfdlError(f"composite_dataset: {name} must be >= 0, got {params[name]}")
     if params["image_size"] < 32:

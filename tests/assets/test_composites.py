@@ -120,7 +120,16 @@ def test_an_interrupted_build_leaves_no_half_dataset(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(image_size=31), dict(max_objects=-1), dict(num_train=-1), dict(num_validation=-2), dict(seed=-1), dict(image_size=64.0), dict(num_train=True)],
+    [
+        dict(image_size=31),
+        dict(max_objects=-1),
+        dict(num_train=-1),
+        dict(num_train=0),
+        dict(num_validation=0),
+        dict(seed=-1),
+        dict(image_size=64.0),
+        dict(num_train=True),
+    ],
 )
 def test_bad_arguments_are_one_line_errors(bad):
     with pytest.raises(HfdlError) as err:
