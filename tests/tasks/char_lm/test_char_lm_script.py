@@ -67,7 +67,10 @@ def test_a_budget_without_epochs_trains_until_the_clock_stops_it(corpus, tmp_pat
     i = args.index("--num_train_epochs")
     del args[i : i + 2]
     res = train_char_lm.main(args)
-    assert res["stopped_by_time_budget"] and res["epochs"] > 2  # past the default 2 epochs, stopped by the clock
+    # The clock ended it, not the default 2 epochs (which, on a quiet machine, take well under the budget: cut short by
+    # them, the run would not be stopped by the budget and would train for less than it). No epoch count is asserted:
+    # how many fit in 3 s depends on the machine's load.
+    assert res["stopped_by_time_budget"]
     assert res["train_seconds"] >= 0.6 * 3.0  # about the budget (the fitted decay ends at its estimated step), not 2 epochs
 
 
