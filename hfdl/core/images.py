@@ -58,6 +58,34 @@ def load_image_dataset(
     return hub, f"Hub dataset {dataset_name}"
 
 
+def find_columns(ds: datasets.Dataset, image_column: str | None, label_column: str | None, label_required: bool = True) -> tuple[str, str | None]:
+    """Auto-detect the image and label columns (or validate the given ones) with listing errors; without
+    `label_required`, a dataset with no label column gives `None` for it."""
+    feats = ds.features
+    cols = list(feats)
+    if image_column is None:
+        found = [c for c, f in feats.items() if isinstance(f, datasets.Image)]
+        if len(found) != 1:
+            what = "no" if not found else "several"
+            raise HfdlError(f"{what} image columns found among {cols}: pass --image_column NAME")
+        image_column = found[0]
+    elif image_column not in feats:
+        raise HfdlError(f"--image_column '{image_column}' is not a column; the columns are {cols}")
+    if label_column is None:
+        found = [c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)]
+        if not found:
+            found = [c for c in ("label", "labels", "class", "target") if c in feats]
+        if not found and not label_required:
+            return image_column, None
+        if len(found) != 1:
+            what = "no" if not found else "several"
+            raise HfdlError(f"{what} label columns found among {cols}: pass --label_column NAME")
+        label_column = found[0]
+    elif label_column not in feats:
+        raise HfdlError(f"--label_column '{label_column}' is not a column; the columns are {cols}")
+    return image_column, label_column
+
+
 def _guard(fn: Callable[[], datasets.DatasetDict], name: str) -> datasets.DatasetDict:
     try:
         out = fn()

@@ -187,6 +187,29 @@ class BudgetSchedule:
         return {"schedule_steps": self.steps, "schedule_final": self.final}
 
 
+class TrainStep:
+    """A task's own update, for a model trained by several optimizers (a GAN's discriminator and generator).
+
+    The loop builds one AdamW (with its own LR schedule) per part of `parts(model)`, prepares each part
+    separately with accelerate (each is its own DDP module when distributed, so gradients sync whichever part
+    a loss flows through), checkpoints every part, optimizer and schedule, and calls `step` once per batch in
+    place of its own backward / clip / optimizer step. `gradient_accumulation_steps` must be 1. Objects with
+    state beyond the parts (an EMA of weights) go to `accelerator.register_for_checkpointing` before `train`.
+    """
+
+    def parts(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+        """The separately optimized submodules of `model`, by name (e.g. discriminator, generator)."""
+        raise NotImplementedError
+
+    def optimizer_options(self, name: str) -> dict:
+        """Extra AdamW options of part `name` (e.g. `betas`)."""
+        return {}
+
+    def step(self, parts: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer], batch: Any, accelerator: Accelerator) -> torch.Tensor:
+        """One update from `batch` (backward and `optimizers[name].step()` / `zero_grad()` included); returns the loss to log."""
+        raise NotImplementedError
+
+
 @dataclass
 class TrainResult:
     completed_steps: int
@@ -208,21 +231,38 @@ def train(
     train_dataloader: torch.utils.data.DataLoader,
     args: TrainingArguments,
     run_dir: str | Path,
-    compute_loss: Callable[[torch.nn.Module, Any], torch.Tensor],
+    compute_loss: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None,
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     train_mode: Callable[[torch.nn.Module], Any] | None = None,
     run_name: str = "train",
     learning_rate: float | None = None,
+    train_step: TrainStep | None = None,
 ) -> tuple[torch.nn.Module, TrainResult]:
     """Train `model` with AdamW + warmup/schedule; evaluate each epoch; checkpoint and resume.
 
     `compute_loss(model, batch)` returns the scalar loss; `evaluate(model)` returns metrics;
-    `train_mode(model)` puts the model in training mode (default `model.train()`).
+    `train_mode(model)` puts the model in training mode (default `model.train()`). A model with several
+    optimizers passes `train_step` (a `TrainStep`) instead of `compute_loss`.
     """
     run_dir = Path(run_dir)
     lr = learning_rate or args.learning_rate
-    groups = optimizer_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay, fused=torch.cuda.is_available() or None)
+    fused = torch.cuda.is_available() or None
+    if train_step is not None:
+        if args.gradient_accumulation_steps != 1:
+            raise HfdlError(
+                f"--gradient_accumulation_steps {args.gradient_accumulation_steps} is not supported by this model's own update step: use 1 and a larger batch"
+            )
+        parts = train_step.parts(model)
+        optimizers = {
+            name: torch.optim.AdamW(
+                [p for p in part.parameters() if p.requires_grad], lr=lr, weight_decay=args.weight_decay, fused=fused, **train_step.optimizer_options(name)
+            )
+            for name, part in parts.items()
+        }
+    else:
+        groups = optimizer_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        parts = {"model": model}
+        optimizers = {"model": torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay, fused=fused)}
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
@@ -232,12 +272,21 @@ def train(
     fit = BudgetSchedule(args, budget_s, max_steps, accelerator.num_processes, state) if budget_s else None
     if fit is not None:
         max_steps = fit.steps if fit.decays else max_steps  # a resumed run keeps its fitted length
-        scheduler = fit.build(optimizer)
+        schedulers = {name: fit.build(opt) for name, opt in optimizers.items()}
     else:
         n = accelerator.num_processes
-        scheduler = make_scheduler(args.lr_scheduler_type, optimizer, int(args.warmup_ratio * max_steps) * n, max_steps * n)
-    model, optimizer, train_dataloader, scheduler = accelerator.prepare(model, optimizer, train_dataloader, scheduler)
-    signature = model_signature(accelerator.unwrap_model(model))
+        schedulers = {
+            name: make_scheduler(args.lr_scheduler_type, opt, int(args.warmup_ratio * max_steps) * n, max_steps * n) for name, opt in optimizers.items()
+        }
+    signature = model_signature(model)
+    names = list(parts)
+    prepared = accelerator.prepare(*parts.values(), *optimizers.values(), train_dataloader, *schedulers.values())
+    k = len(names)
+    parts, optimizers = dict(zip(names, prepared[:k])), dict(zip(names, prepared[k : 2 * k]))
+    train_dataloader, schedulers = prepared[2 * k], dict(zip(names, prepared[2 * k + 1 :]))
+    if train_step is None:
+        model, optimizer, scheduler = parts["model"], optimizers["model"], schedulers["model"]
+    scheduler = next(iter(schedulers.values()))  # the one whose learning rate is logged
 
     completed_steps, start_epoch, skip_batches = 0, 0, 0
     history: list[dict] = []
@@ -321,14 +370,19 @@ def train(
         running, count = 0.0, 0
         t_epoch = time.perf_counter()
         for batch in _rng_neutral(loader):
-            with accelerator.accumulate(model):
-                loss = compute_loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            if train_step is not None:
+                loss = train_step.step(parts, optimizers, batch, accelerator)
+                for sched in schedulers.values():
+                    sched.step()
+            else:
+                with accelerator.accumulate(model):
+                    loss = compute_loss(model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and args.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
             running += loss.detach().float()
             count += 1
             samples += _batch_size(batch) * accelerator.num_processes
@@ -341,7 +395,8 @@ def train(
                         progress.total = fit.steps  # the estimate; a constant schedule runs on to the clock
                         if fit.decays:  # at zero learning rate more steps are wasted
                             max_steps = fit.steps
-                        scheduler.scheduler = fit.build(optimizer.optimizer, completed_steps)
+                        for name, sched in schedulers.items():
+                            sched.scheduler = fit.build(optimizers[name].optimizer, completed_steps)
                     out_of_time = spent >= budget_s  # any process out of time stops all, at the same step
                 epoch_end = completed_steps % steps_per_epoch == 0 or completed_steps >= max_steps or out_of_time
                 if args.eval_steps and completed_steps % args.eval_steps == 0 and not epoch_end:

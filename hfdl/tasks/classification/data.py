@@ -10,35 +10,10 @@ import datasets
 import torch
 from PIL import Image
 
-from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, to_rgb
+from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, find_columns, to_rgb
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
-
-
-def find_columns(ds: datasets.Dataset, image_column: str | None, label_column: str | None) -> tuple[str, str]:
-    """Auto-detect the image and label columns (or validate the given ones) with listing errors."""
-    feats = ds.features
-    cols = list(feats)
-    if image_column is None:
-        found = [c for c, f in feats.items() if isinstance(f, datasets.Image)]
-        if len(found) != 1:
-            what = "no" if not found else "several"
-            raise HfdlError(f"{what} image columns found among {cols}: pass --image_column NAME")
-        image_column = found[0]
-    elif image_column not in feats:
-        raise HfdlError(f"--image_column '{image_column}' is not a column; the columns are {cols}")
-    if label_column is None:
-        found = [c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)]
-        if not found:
-            found = [c for c in ("label", "labels", "class", "target") if c in feats]
-        if len(found) != 1:
-            what = "no" if not found else "several"
-            raise HfdlError(f"{what} label columns found among {cols}: pass --label_column NAME")
-        label_column = found[0]
-    elif label_column not in feats:
-        raise HfdlError(f"--label_column '{label_column}' is not a column; the columns are {cols}")
-    return image_column, label_column
 
 
 @dataclass
