@@ -82,7 +82,7 @@ class TrainingArguments:
     def __post_init__(self):
         if not self.output_dir:
             raise HfdlError("no --output_dir: pass the folder where results, models and checkpoints go")
-        if self.lr_scheduler_type not in SCHEDULERS:
+        if self.lr_scheduler_type is not None and self.lr_scheduler_type not in SCHEDULERS:  # None: a task resolves it
             raise HfdlError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown: use one of {', '.join(SCHEDULERS)}")
         for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -91,7 +91,7 @@ class TrainingArguments:
             raise HfdlError(f"--max_train_steps must be >= 1, got {self.max_train_steps}")
         if self.learning_rate is not None and self.learning_rate <= 0:  # None: a task resolves it (e.g. by model kind)
             raise HfdlError(f"--learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
+        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
             raise HfdlError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise HfdlError(f"--eval_steps must be >= 1, got {self.eval_steps}")

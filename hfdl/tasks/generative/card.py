@@ -73,11 +73,14 @@ def _model_description(m: dict, rc: dict) -> str:
         text = (f"pytorch/examples' VAE: encoder {data['channels'] * data['image_size'] ** 2}-{m['hidden_dim']} (ReLU) to the mean and log-variance of a "
                 f"{m['latent_dim']}-d Gaussian posterior, decoder {m['latent_dim']}-{m['hidden_dim']}-{data['channels'] * data['image_size'] ** 2} to {m['likelihood']} pixel logits.")  # fmt: skip
     elif t == "conv_vae":
-        text = (f"A convolutional VAE: stride-2 4x4 convolutions (BatchNorm, LeakyReLU; {m['base_channels']} channels first, doubling) to a {m['latent_dim']}-d Gaussian posterior, "
-                f"a mirrored decoder of transposed convolutions, a {m['likelihood']} likelihood per pixel; trained on reconstruction + {m['beta']} x KL.")  # fmt: skip
+        fc = f", a {m['hidden_dim']}-unit layer" if m.get("hidden_dim") else ""
+        text = (f"A convolutional VAE: stride-2 4x4 convolutions (BatchNorm, LeakyReLU; {m['base_channels']} channels first, doubling){fc} to a {m['latent_dim']}-d Gaussian posterior; "
+                f"a mirrored decoder{fc.replace(', a', ' (a', 1) + ', then' if fc else ' of'} transposed convolutions{')' if fc else ''} with one bias per pixel, a {m['likelihood']} likelihood per pixel; "
+                f"trained on reconstruction + {m['beta']} x KL.")  # fmt: skip
     elif t == "autoencoder":
         noise = f"a denoising autoencoder (Gaussian input noise, std {m['noise_std']})" if m.get("noise_std") else "an undercomplete autoencoder"
-        text = f"{noise[0].upper()}{noise[1:]}: convolutional encoder to a {m['latent_dim']}-d code and a mirrored decoder, trained on the {m['likelihood']} reconstruction loss."
+        fc = f" (through a {m['hidden_dim']}-unit layer each way)" if m.get("hidden_dim") else ""
+        text = f"{noise[0].upper()}{noise[1:]}: convolutional encoder to a {m['latent_dim']}-d code and a mirrored decoder{fc}, trained on the {m['likelihood']} reconstruction loss."
     else:
         text = (f"DCGAN (Radford et al.): a generator of transposed convolutions with BatchNorm and ReLU from a {m['latent_dim']}-d Gaussian z to tanh images, "
                 f"a discriminator of stride-2 convolutions with LeakyReLU{' (no BatchNorm: WGAN-GP critic)' if m['gan_loss'] == 'wgan-gp' else ''}; "
@@ -125,9 +128,9 @@ def generation_card(out: Path, repo_id: str):
     conditional = m.get("conditional")
     labels = rc["data"]["label_names"]
     hyper = {
-        "model type": m["model_type"], "latent dim": m["latent_dim"], "batch size (per device)": t["per_device_train_batch_size"],
+        "model type": m["model_type"], "latent dim": m["latent_dim"], "hidden units": m.get("hidden_dim"), "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "optimizer": "Adam" + (" (betas 0.5, 0.999) x 2" if m["model_type"] == "dcgan" else ""),
-        "schedule": t["lr_scheduler_type"], "epochs": round(r["epochs"], 2), "conditional": bool(conditional),
+        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "epochs": round(r["epochs"], 2), "conditional": bool(conditional),
     }  # fmt: skip
     code = (
         "from torchvision.utils import save_image\n"

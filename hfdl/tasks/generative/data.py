@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from hfdl.assets.cache import hfdl_cache_dir
 from hfdl.core.images import EVAL_SPLIT_NAMES, find_columns, load_image_dataset
 from hfdl.errors import HfdlError
+from hfdl.tasks.generative.model import fit_square
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,11 @@ class ImageTensors:
 
 def _decode(ds: datasets.Dataset, image_column: str, image_size: int | None, channels: int, what: str) -> torch.Tensor:
     import numpy as np
-    from PIL import Image
 
-    mode = "L" if channels == 1 else "RGB"
     out, first = [], None
     for i, img in enumerate(ds[image_column]):
         if img is None:
             raise HfdlError(f"{what} image {i} is missing: drop empty rows from the dataset")
-        img = img.convert("RGBA").convert(mode) if (img.mode == "P" or "A" in img.getbands()) else img.convert(mode)
         if image_size is None:
             if first is None:
                 first = img.size
@@ -65,12 +63,7 @@ def _decode(ds: datasets.Dataset, image_column: str, image_size: int | None, cha
                 raise HfdlError(
                     f"{what} has {shape} images ({first[0]}x{first[1]} and {img.width}x{img.height} at image {i}): pass --image_size N to resize and centre-crop them to N x N"
                 )
-        else:
-            scale = image_size / min(img.size)
-            new = (max(image_size, round(img.width * scale)), max(image_size, round(img.height * scale)))
-            img = img.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS) if new != img.size else img
-            left, top = (img.width - image_size) // 2, (img.height - image_size) // 2
-            img = img.crop((left, top, left + image_size, top + image_size))
+        img = fit_square(img, image_size, channels)
         arr = np.asarray(img, dtype=np.uint8)
         out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
     if not out:

@@ -37,9 +37,10 @@ def stride2_stages(image_size: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convolutions (DCGAN's shape: no pooling, LeakyReLU), then a linear map to `out_features`."""
+    """Stride-2 4x4 convolutions (DCGAN's shape: no pooling, LeakyReLU), then a linear map to `out_features`
+    (through a `hidden`-unit layer when `hidden` > 0)."""
 
-    def __init__(self, image_size: int, channels: int, base_channels: int, out_features: int, norm: str = "batch", first_norm: bool = True):
+    def __init__(self, image_size: int, channels: int, base_channels: int, out_features: int, norm: str = "batch", first_norm: bool = True, hidden: int = 0):
         super().__init__()
         stages = stride2_stages(image_size)
         layers, width = [], channels
@@ -53,34 +54,37 @@ class ConvEncoder(nn.Module):
             width = base_channels
         self.body = nn.Sequential(*layers)
         side = image_size // 2**stages
-        self.out = nn.Linear(width * side * side, out_features)
+        flat = width * side * side
+        self.out = nn.Sequential(nn.Linear(flat, hidden), nn.LeakyReLU(0.2, True), nn.Linear(hidden, out_features)) if hidden else nn.Linear(flat, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, S, S) -> (B, out_features)
         return self.out(self.body(x).flatten(1))
 
 
 class ConvDecoder(nn.Module):
-    """DCGAN's generator shape: a linear map to the smallest map, stride-2 4x4 transposed convolutions with
-    BatchNorm + ReLU, the last one straight to the image's channels (logits; no full-resolution hidden layer)."""
+    """DCGAN's generator shape: a linear map (through a `hidden`-unit layer when `hidden` > 0) to the smallest map,
+    stride-2 4x4 transposed convolutions with BatchNorm + ReLU, the last one straight to the image's channels
+    (logits; no full-resolution hidden layer), plus one bias per pixel."""
 
-    def __init__(self, image_size: int, channels: int, base_channels: int, in_features: int):
+    def __init__(self, image_size: int, channels: int, base_channels: int, in_features: int, hidden: int = 0):
         super().__init__()
         stages = stride2_stages(image_size)
         self.side = image_size // 2**stages
         self.width = base_channels * 2 ** max(stages - 1, 0)
-        self.inp = nn.Sequential(
-            nn.Linear(in_features, self.width * self.side * self.side, bias=False), nn.BatchNorm1d(self.width * self.side * self.side), nn.ReLU(True)
-        )
+        first = [nn.Linear(in_features, hidden), nn.ReLU(True)] if hidden else []
+        flat = self.width * self.side * self.side
+        self.inp = nn.Sequential(*first, nn.Linear(hidden or in_features, flat, bias=False), nn.BatchNorm1d(flat), nn.ReLU(True))
         layers, width = [], self.width
         for i in reversed(range(1, stages)):
             out = base_channels * 2 ** (i - 1)
             layers += [nn.ConvTranspose2d(width, out, 4, 2, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(True)]
             width = out
-        layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1) if stages else nn.Conv2d(width, channels, 3, 1, 1))
+        layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False) if stages else nn.Conv2d(width, channels, 3, 1, 1, bias=False))
         self.body = nn.Sequential(*layers)
+        self.pixel_bias = nn.Parameter(torch.zeros(channels, image_size, image_size))  # one bias per pixel (as an MLP decoder's last layer has)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, in_features) -> (B, C, S, S) logits
-        return self.body(self.inp(z).view(-1, self.width, self.side, self.side))
+        return self.body(self.inp(z).view(-1, self.width, self.side, self.side)) + self.pixel_bias
 
 
 class MLPEncoder(nn.Module):
@@ -122,7 +126,8 @@ class ImageGenerator(StrictHubMixin, nn.Module):
     Args:
         model_type: vae | conv_vae | dcgan | autoencoder.
         latent_dim: size of z (the code of an autoencoder).
-        hidden_dim: hidden units of the MLP VAE (400 in pytorch/examples).
+        hidden_dim: hidden units of the fully connected layers: the MLP VAE's (400 in pytorch/examples); in the conv
+            VAE and the autoencoder, the layer between the conv body and the latent, both ways (0: none). Not used by dcgan.
         base_channels: width of the first conv stage (doubling per stage).
         likelihood: the decoder's p(x|z) for VAEs and the autoencoder's reconstruction loss:
             bernoulli (logits), gaussian (mean sigmoid(logits), one learned scale), continuous_bernoulli.
@@ -164,8 +169,8 @@ class ImageGenerator(StrictHubMixin, nn.Module):
             self.encoder = MLPEncoder(channels * image_size**2, hidden_dim, latent_dim)
             body: nn.Module = MLPDecoder(image_size, channels, hidden_dim, latent_dim)
         elif model_type in ("conv_vae", "autoencoder"):
-            self.encoder = ConvEncoder(image_size, channels, base_channels, latent_dim * (2 if model_type == "conv_vae" else 1))
-            body = ConvDecoder(image_size, channels, base_channels, latent_dim)
+            self.encoder = ConvEncoder(image_size, channels, base_channels, latent_dim * (2 if model_type == "conv_vae" else 1), hidden=hidden_dim)
+            body = ConvDecoder(image_size, channels, base_channels, latent_dim, hidden=hidden_dim)
         else:
             body = ConvDecoder(image_size, channels, base_channels, latent_dim)  # DCGAN: the generator mirrors the discriminator
         self.decoder = Decoder(body, latent_dim, num_classes)
@@ -173,6 +178,10 @@ class ImageGenerator(StrictHubMixin, nn.Module):
             norm = "none" if gan_loss == "wgan-gp" else "batch"  # a gradient penalty per sample needs no batch statistics
             self.discriminator = Discriminator(image_size, channels, base_channels, num_classes, norm)
         self.log_scale = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and model_type != "dcgan" else None
+        if self.encoder is not None and self.label_names:  # each class's mean code of the training images (set after training)
+            self.register_buffer("class_means", torch.zeros(len(self.label_names), latent_dim))
+        else:
+            self.class_means = None
 
     # -- properties -------------------------------------------------------------------------------------
     @property
@@ -275,6 +284,86 @@ class ImageGenerator(StrictHubMixin, nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def fit_square(img: "PIL.Image.Image", size: int | None, channels: int) -> "PIL.Image.Image":  # noqa: F821
+    """An image in the model's mode (L or RGB; palettes and transparency through RGBA), its shorter side resized
+    to `size` and centre-cropped to `size` x `size` (`size` None: left as it is)."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    img = img.convert("RGBA").convert(mode) if (img.mode == "P" or "A" in img.getbands()) else img.convert(mode)
+    if size is None:
+        return img
+    scale = size / min(img.size)
+    new = (max(size, round(img.width * scale)), max(size, round(img.height * scale)))
+    if new != img.size:
+        img = img.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+    left, top = (img.width - size) // 2, (img.height - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def image_tensor(model: ImageGenerator, img: "PIL.Image.Image") -> torch.Tensor:  # noqa: F821
+    """Any PIL image as the model's input: (1, C, S, S) in [0, 1]."""
+    import numpy as np
+
+    arr = np.asarray(fit_square(img, model.image_size, model.channels), dtype=np.float32) / 255
+    x = torch.from_numpy(arr)
+    return (x[None] if x.ndim == 2 else x.permute(2, 0, 1))[None].contiguous()
+
+
+def label_id(model: ImageGenerator, label: str | int | None) -> int | None:
+    """A class given by id or name as its id (None stays None); a one-line error for an unknown class or an unconditional model."""
+    if label is None or label == "":
+        return None
+    if model.num_classes == 0:
+        raise HfdlError(f"this {model.model_type} is not class-conditional: drop the class label")
+    if isinstance(label, str) and not label.lstrip("-").isdigit():
+        if label not in model.label_names:
+            raise HfdlError(f"class '{label}' is unknown: this generator has {', '.join(model.label_names)}")
+        return model.label_names.index(label)
+    model._check_label(int(label))
+    return int(label)
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split()).lower()
+
+
+def parse_arithmetic(model: ImageGenerator, expression: str) -> list[tuple[int, int]]:
+    """ "Trouser - Shirt + Dress" -> [(+1, 1), (-1, 6), (+1, 3)]: class names (case and spaces ignored, the longest
+    name that fits wins, so "T - shirt / top" is one name) joined by + and -."""
+    names = sorted(((_squash(n), i) for i, n in enumerate(model.label_names)), key=lambda t: -len(t[0]))
+    text, pos, terms, sign = _squash(expression), 0, [], None
+    hint = f"use class names ({', '.join(model.label_names)}) joined by + and -"
+    if not text:
+        raise HfdlError(f"the expression is empty: {hint}")
+    while pos < len(text):
+        if text[pos] in "+-" and (sign is None or not terms):
+            sign = (-1 if text[pos] == "-" else 1) * (sign or 1)
+            pos += 1
+            continue
+        if terms and sign is None:
+            raise HfdlError(f"'{expression}' has two classes without + or - between them: {hint}")
+        found = next(((n, i) for n, i in names if text.startswith(n, pos)), None)
+        if found is None:
+            raise HfdlError(f"'{expression}' has no class name at '{text[pos:]}': {hint}")
+        terms.append((sign or 1, found[1]))
+        pos, sign = pos + len(found[0]), None
+    if sign is not None:
+        raise HfdlError(f"'{expression}' ends with + or -: {hint}")
+    return terms
+
+
+@torch.inference_mode()
+def latent_arithmetic(model: ImageGenerator, expression: str) -> torch.Tensor:
+    """The decoded sum (+/-) of class-mean codes, e.g. "Trouser - Shirt + Dress" -> (1, C, S, S) in [0, 1]."""
+    if model.class_means is None or not bool(model.class_means.abs().sum()):
+        raise HfdlError(f"latent arithmetic needs the class means of a VAE or autoencoder trained on labelled images, and this {model.model_type} has none")
+    terms = parse_arithmetic(model, expression)
+    z = sum(sign * model.class_means[i] for sign, i in terms)
+    labels = torch.tensor([terms[0][1]], device=z.device) if model.num_classes else None
+    return model.generate(z[None], labels)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -159,6 +159,15 @@ def evaluate_likelihood(model: ImageGenerator, images: torch.Tensor, labels: tor
     return out
 
 
+@torch.no_grad()
+def set_class_means(model: ImageGenerator, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> None:
+    """Each class's mean code (posterior mean) of `images`, kept in the model for latent arithmetic."""
+    codes = torch.cat([model.encode(images[i : i + batch_size].float() / 255)[0].float() for i in range(0, len(images), batch_size)])
+    sums = torch.zeros_like(model.class_means).index_add_(0, labels, codes)
+    counts = torch.bincount(labels, minlength=len(model.class_means)).clamp(min=1).unsqueeze(1)
+    model.class_means.copy_(sums / counts)
+
+
 def sampling_speed(model: ImageGenerator, batch_size: int = SAMPLING_BATCH, repeats: int = 20) -> float:
     """Images per second the decoder generates at `batch_size` (after one warm-up batch)."""
     z = model.latents(batch_size, seed=0)
@@ -313,6 +322,8 @@ def run(
                 "test_images": len(data.test),
             }
         )
+        if model.class_means is not None and data.train_labels is not None:
+            set_class_means(model, data.train, data.train_labels)
         write_pictures(model, data, out, metric_args.num_samples_grid, training_args.seed)
         model.save_pretrained(out)
         write_json(out / "history.json", result.history)
