@@ -87,6 +87,16 @@ def eval_results(
     return out
 
 
+def indefinite_article(phrase: str) -> str:
+    """ "a" or "an" for the start of a card's sentence: by the first letter's sound, acronyms read letter by letter
+    ("an FPN", "an LR-ASPP", "a U-Net", "a DCGAN", "an autoencoder", "a variational autoencoder")."""
+    word = phrase.split()[0] if phrase.split() else ""
+    head = word.split("-")[0]
+    if head.isupper():  # read letter by letter: F is "eff", L "ell", U "you"
+        return "an" if head[0] in "AEFHILMNORSX" else "a"
+    return "an" if word[:1] and word[:1].lower() in "aeio" else "a"  # not u: "a U-Net", "a UperNet", "a unit"
+
+
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     """A small GitHub markdown table (cards are read on the Hub's web page)."""
     if not rows:

@@ -509,3 +509,23 @@ def test_pyproject_lists_every_package():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "hfdl").rglob("__init__.py")}
     assert listed == found | {"hfdl.model_cards"}
+
+
+@pytest.mark.parametrize(
+    "phrase,article",
+    [
+        ("FPN", "an"),
+        ("LR-ASPP", "an"),
+        ("U-Net", "a"),
+        ("UperNetForSemanticSegmentation", "a"),
+        ("DCGAN", "a"),
+        ("MLP VAE", "an"),
+        ("autoencoder", "an"),
+        ("variational autoencoder", "a"),
+        ("", "a"),
+    ],
+)
+def test_cards_pick_the_indefinite_article_by_sound(phrase, article):
+    from hfdl.hub.cards import indefinite_article
+
+    assert indefinite_article(phrase) == article

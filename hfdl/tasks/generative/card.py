@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, hardware, indefinite_article, markdown_table, provenance, render_card, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 
 TASK = "image-generation"  # run_config.json's task; the Hub's pipeline tag is unconditional-image-generation
@@ -62,7 +62,7 @@ def _summary(r: dict, m: dict, ds: dict) -> str:
         bits.append(f"test reconstruction loss **{r['eval_reconstruction']:.2f} nats/image**")
     if "eval_fid" in r:
         bits.append(f"**{r['fid_feature_network']} {r['eval_fid']:.2f}** (the data's own floor: {r['data_fid_floor']:.2f})")
-    return f"A {kind} trained with hfdl's `train_generative.py` on {ds['name']}: " + ", ".join(bits) + "."
+    return f"{indefinite_article(kind).capitalize()} {kind} trained with hfdl's `train_generative.py` on {ds['name']}: " + ", ".join(bits) + "."
 
 
 def _model_description(m: dict, rc: dict) -> str:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, hardware, indefinite_article, markdown_table, provenance, render_card, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 from hfdl.tasks.segmentation.metrics import class_keys
 
@@ -150,7 +150,7 @@ def segmentation_card(out: Path, repo_id: str):
         card_data,
         model_name=name,
         summary=(
-            f"{'An' if decoder in ('FPN', 'LR-ASPP') or decoder[:1] in 'AEIO' else 'A'} {decoder} semantic segmenter for {len(names)} classes, trained with hfdl's `train_segmenter.py` on {ds['name']}: "
+            f"{indefinite_article(decoder).capitalize()} {decoder} semantic segmenter for {len(names)} classes, trained with hfdl's `train_segmenter.py` on {ds['name']}: "
             f"**mean IoU {r.get('eval_mean_iou', float('nan')):.3f}**, pixel accuracy {r.get('eval_overall_accuracy', float('nan')):.3f} on {r['validation_images']} validation images."
         ),
         eval_images=r["validation_images"],
