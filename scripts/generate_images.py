@@ -46,24 +46,21 @@ class GenerateArguments:
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse_args((GenerateArguments,), argv)
-    import torch
-    from torchvision.utils import make_grid, save_image
+    from torchvision.utils import save_image
 
     from hfdl.core.images import open_image
-    from hfdl.tasks.generative.model import ImageGenerator, image_tensor, label_id
-    from hfdl.tasks.generative.pictures import upscale
+    from hfdl.tasks.generative.model import ImageGenerator, input_and_reconstruction, label_id
+    from hfdl.tasks.generative.pictures import grid
 
     model = ImageGenerator.from_pretrained(args.model)
     label = label_id(model, args.class_label)
     if args.reconstruct:
-        x = image_tensor(model, open_image(args.reconstruct))
-        y = torch.tensor([label if label is not None else 0]) if model.num_classes else None
-        images, nrow, what = torch.cat([x, model.reconstruct(x, y).cpu()]), 2, "reconstruction"
+        images, nrow, what = input_and_reconstruction(model, open_image(args.reconstruct), label), 2, "reconstruction"
     elif args.interpolate:
         images, nrow, what = model.interpolate(args.interpolate[0], args.interpolate[1], args.steps, label), args.steps, "interpolation"
     else:
         images, nrow, what = model.sample(args.num_images, seed=args.seed, labels=label), args.nrow, "samples"
-    save_image(make_grid(upscale(images.cpu()), nrow=min(nrow, len(images)), padding=2, pad_value=1.0), args.output)
+    save_image(grid(images, nrow), args.output)
     info = {"output": args.output, "what": what, "images": len(images), "model_type": model.model_type, "seed": args.seed}
     if label is not None:
         info["class"] = model.label_names[label]

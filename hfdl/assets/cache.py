@@ -13,3 +13,23 @@ def hfdl_cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HOME) / "hfdl"
+
+
+def save_tensors_atomically(folder: Path, filename: str, tensors: dict, info: dict) -> None:
+    """Write `folder/filename` (safetensors) and `folder/info.json` into a temporary sibling and rename it, so an
+    interrupted write never leaves half an entry; when another process finished the same entry first, keep theirs."""
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / filename))
+        (tmp / "info.json").write_text(json.dumps(info, indent=2))
+        if not folder.exists():
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -61,8 +61,13 @@ def bundle_run(
     max_change: float,
     provenance: Callable[[float], dict],
     what: str = "score",
+    extra_files: tuple[str, ...] = (),
+    halve: bool = True,
 ) -> float:
     """Write `target` (config.json copied, model.safetensors as float16, provenance.json) and return the fp16 change.
+
+    `extra_files`: more files of the run folder copied when present (a tokenizer); `halve=False` copies the weights
+    as they are (a model whose loader would keep float16 weights as a float16 model).
 
     Built in a hidden sibling folder; it replaces an earlier bundle of the same name only once the copy has passed the
     comparison and the size limit, so a refused bundle leaves the old one in place.
@@ -73,11 +78,16 @@ def bundle_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        shutil.copy(run_dir / "config.json", tmp / "config.json")
-        save_file(half_state_dict(run_dir / "model.safetensors"), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for name in ("config.json", *extra_files):
+            if (run_dir / name).is_file():
+                shutil.copy(run_dir / name, tmp / name)
+        if halve:
+            save_file(half_state_dict(run_dir / "model.safetensors"), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        else:
+            shutil.copy(run_dir / "model.safetensors", tmp / "model.safetensors")
         change = compare(run_dir, tmp)
         if not change <= max_change:  # NaN fails too
-            raise HfdlError(f"the fp16 copy changes a {what} by {change:.3g} (> {max_change}); bundle the fp32 file instead")
+            raise HfdlError(f"the {'fp16 ' if halve else ''}copy changes a {what} by {change:.3g} (> {max_change}); bundle the fp32 file instead")
         (tmp / "provenance.json").write_text(json.dumps(provenance(change), indent=2) + "\n")
         for f in tmp.iterdir():
             if f.stat().st_size >= MAX_BYTES:

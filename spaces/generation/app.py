@@ -21,12 +21,11 @@ except ImportError:  # a checkout of the repository: use its hfdl package
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from torchvision.transforms.functional import to_pil_image  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
 
 from hfdl.errors import HfdlError  # noqa: E402
 from hfdl.tasks.char_lm.model import check_sampling, load_char_lm  # noqa: E402
-from hfdl.tasks.generative.model import ImageGenerator, image_tensor, label_id, latent_arithmetic, slerp  # noqa: E402
-from hfdl.tasks.generative.pictures import upscale  # noqa: E402
+from hfdl.tasks.generative.model import ImageGenerator, input_and_reconstruction, label_id, latent_arithmetic, slerp  # noqa: E402
+from hfdl.tasks.generative.pictures import grid  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EVERY_CLASS = "every class in turn"
@@ -41,11 +40,7 @@ DEFAULT_IMAGES, DEFAULT_TEXT = IMAGES.default, TEXTS.default
 
 
 def _grid(images: torch.Tensor, nrow: int):
-    return to_pil_image(make_grid(upscale(images.cpu(), 84), nrow=max(1, min(nrow, len(images))), padding=2, pad_value=1.0))
-
-
-def _model(name):
-    return IMAGES.get(name)
+    return to_pil_image(grid(images, nrow, min_side=84))
 
 
 def _label(model: ImageGenerator, class_name):
@@ -68,7 +63,7 @@ def _int(value, name: str, low: int, high: int) -> int:
 def sample_images(seed=0, count=16, model_name=DEFAULT_IMAGES, class_name=EVERY_CLASS):
     """The `/sample_images` API: `count` samples of `seed` (the same seed, the same grid) -> a PIL grid."""
     seed, count = _int(seed, "Seed", 0, 2**31 - 1), _int(count, "Count", 1, MAX_IMAGES)
-    name, model = _model(model_name)
+    name, model = IMAGES.get(model_name)
     label = _label(model, class_name)
     t0 = time.perf_counter()
     images = model.sample(count, seed=seed, labels=label)
@@ -80,7 +75,7 @@ def sample_images(seed=0, count=16, model_name=DEFAULT_IMAGES, class_name=EVERY_
 def interpolate(seed_a=0, seed_b=1, position=0.5, model_name=DEFAULT_IMAGES, class_name=EVERY_CLASS, steps=10):
     """The image at `position` (0: seed A, 1: seed B) on the spherical path between the two seeds' latents, and the whole strip."""
     seed_a, seed_b = _int(seed_a, "Seed A", 0, 2**31 - 1), _int(seed_b, "Seed B", 0, 2**31 - 1)
-    name, model = _model(model_name)
+    name, model = IMAGES.get(model_name)
     label = _label(model, class_name)
     label = label if label is not None else (0 if model.num_classes else None)
     strip = model.interpolate(seed_a, seed_b, steps, label)
@@ -93,18 +88,15 @@ def interpolate(seed_a=0, seed_b=1, position=0.5, model_name=DEFAULT_IMAGES, cla
 def reconstruct(image, model_name=DEFAULT_IMAGES, class_name=EVERY_CLASS):
     """An upload (any size or mode) as the model sees it, beside its reconstruction (VAE / autoencoder)."""
     check_image(image)
-    name, model = _model(model_name)
+    name, model = IMAGES.get(model_name)
     if model.encoder is None:
         raise gr.Error(f"{name} is a {model.model_type}: it has no encoder to reconstruct with; pick a VAE", print_exception=False)
-    x = image_tensor(model, image)
-    label = _label(model, class_name)
-    y = torch.tensor([label if label is not None else 0]) if model.num_classes else None
-    return _grid(torch.cat([x, model.reconstruct(x, y).cpu()]), 2)
+    return _grid(input_and_reconstruction(model, image, _label(model, class_name)), 2)
 
 
 def arithmetic(expression="Trouser - Shirt + Dress", model_name=DEFAULT_IMAGES):
     """The decoded sum of class-mean codes, e.g. "Trouser - Shirt + Dress"."""
-    name, model = _model(model_name)
+    name, model = IMAGES.get(model_name)
     try:
         return _grid(latent_arithmetic(model, expression or ""), 1)
     except HfdlError as err:

@@ -8,16 +8,14 @@ Grayscale when every image is single-channel, RGB otherwise. Square images at th
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, save_tensors_atomically
 from hfdl.core.images import EVAL_SPLIT_NAMES, find_columns, load_image_dataset
 from hfdl.errors import HfdlError
 from hfdl.tasks.generative.model import fit_square
@@ -132,16 +130,7 @@ def load_image_tensors(
         if label_column:
             tensors["train_labels"] = torch.tensor(train[label_column], dtype=torch.long)
             tensors["test_labels"] = torch.tensor(test[label_column], dtype=torch.long)
-        _save(folder, tensors, {"source": source, "image_column": image_column, "label_column": label_column})
+        save_tensors_atomically(folder, "images.safetensors", tensors, {"source": source, "image_column": image_column, "label_column": label_column})
     if tensors["train"].shape[-1] < 4:
         raise HfdlError(f"images of {tensors['train'].shape[-1]} px are too small: pass --image_size 8 or more")
     return ImageTensors(tensors["train"], tensors["test"], tensors.get("train_labels"), tensors.get("test_labels"), label_names, source, test_split)
-
-
-def _save(folder: Path, tensors: dict, info: dict) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / "images.safetensors")
-    (tmp / "info.json").write_text(json.dumps(info, indent=2))
-    if not folder.exists():
-        tmp.rename(folder)

@@ -15,13 +15,12 @@ import json
 import logging
 import time
 import warnings
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, save_tensors_atomically
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -106,12 +105,7 @@ def feature_classifier(
         "train_seconds": time.perf_counter() - t0,
         "cache_key": key,
     }
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), tmp / "model.safetensors")
-    (tmp / "info.json").write_text(json.dumps(info, indent=2))
-    if not folder.exists():
-        tmp.rename(folder)
+    save_tensors_atomically(folder, "model.safetensors", model.state_dict(), info)
     logger.info("FID feature classifier trained: test accuracy %.4f in %.0f s", info["test_accuracy"], info["train_seconds"])
     return model, info
 
@@ -196,7 +190,3 @@ def inception_quality(real: torch.Tensor):
         return {"fid": float(fid.compute())}
 
     return score
-
-
-def cache_folder() -> Path:
-    return hfdl_cache_dir() / "fid_classifiers"

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hfdl.tasks.generative.model import ImageGenerator
+from hfdl.tasks.generative.model import ImageGenerator, VAEOutput
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -35,9 +35,14 @@ def reconstruction_nll(model: ImageGenerator, logits: torch.Tensor, x: torch.Ten
     return nll.flatten(1).sum(dim=1)
 
 
-def negative_elbo(model: ImageGenerator, x: torch.Tensor, labels: torch.Tensor | None = None, beta: float = 1.0) -> dict[str, torch.Tensor]:
-    """Per-image `loss` (reconstruction + beta * KL), `reconstruction`, `kl` and `neg_elbo` (beta 1) of a VAE."""
-    out = model(x, labels)
+def negative_elbo(
+    model: ImageGenerator, x: torch.Tensor, labels: torch.Tensor | None = None, beta: float = 1.0, out: VAEOutput | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-image `loss` (reconstruction + beta * KL), `reconstruction`, `kl` and `neg_elbo` (beta 1) of a VAE.
+
+    `out`: the model's output on `x` when it was computed elsewhere (through a DDP wrapper, whose forward syncs
+    gradients); `model` then only supplies the likelihood."""
+    out = out if out is not None else model(x, labels)
     rec = reconstruction_nll(model, out.logits, x)
     kl = kl_to_standard_normal(out.mean.float(), out.logvar.float())
     return {"loss": rec + beta * kl, "reconstruction": rec, "kl": kl, "neg_elbo": rec + kl, "logits": out.logits, "mean": out.mean, "logvar": out.logvar}

@@ -312,6 +312,13 @@ def image_tensor(model: ImageGenerator, img: "PIL.Image.Image") -> torch.Tensor:
     return (x[None] if x.ndim == 2 else x.permute(2, 0, 1))[None].contiguous()
 
 
+def input_and_reconstruction(model: ImageGenerator, img: "PIL.Image.Image", label: int | None = None) -> torch.Tensor:  # noqa: F821
+    """(2, C, S, S): an image as the model sees it, then its reconstruction (a conditional model: `label`, default class 0)."""
+    x = image_tensor(model, img)
+    y = torch.tensor([label if label is not None else 0]) if model.num_classes else None
+    return torch.cat([x, model.reconstruct(x, y).cpu()])
+
+
 def label_id(model: ImageGenerator, label: str | int | None) -> int | None:
     """A class given by id or name as its id (None stays None); a one-line error for an unknown class or an unconditional model."""
     if label is None or label == "":

@@ -17,15 +17,20 @@ def upscale(images: torch.Tensor, min_side: int = 56) -> torch.Tensor:
     return images if factor == 1 else torch.nn.functional.interpolate(images, scale_factor=factor, mode="nearest")
 
 
+def grid(images: torch.Tensor, nrow: int, min_side: int = 56) -> torch.Tensor:
+    """A (C, H, W) grid of images in [0, 1], `nrow` per row, enlarged for reading, with white gaps."""
+    return make_grid(upscale(images.cpu(), min_side), nrow=max(1, min(nrow, len(images))), padding=2, pad_value=1.0)
+
+
 def samples_grid(model: ImageGenerator, num: int, seed: int, label: int | None = None) -> torch.Tensor:
     """A (C, H, W) grid of `num` samples; a conditional model without `label` shows one class per column."""
     nrow = model.num_classes if model.num_classes and label is None else 8
-    return make_grid(upscale(model.sample(num, seed=seed, labels=label)), nrow=min(nrow, num), padding=2, pad_value=1.0)
+    return grid(model.sample(num, seed=seed, labels=label), nrow)
 
 
 def interpolation_grid(model: ImageGenerator, pairs: list[tuple[int, int]], steps: int = 10, label: int | None = None) -> torch.Tensor:
     rows = [model.interpolate(a, b, steps, label if label is not None else (0 if model.num_classes else None)) for a, b in pairs]
-    return make_grid(upscale(torch.cat(rows)), nrow=steps, padding=2, pad_value=1.0)
+    return grid(torch.cat(rows), steps)
 
 
 def reconstruction_grid(model: ImageGenerator, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -33,7 +38,7 @@ def reconstruction_grid(model: ImageGenerator, images: torch.Tensor, labels: tor
     x = images.float() / 255 if images.dtype == torch.uint8 else images
     rec = model.reconstruct(x, labels if model.num_classes else None).cpu()
     rows = [t for i in range(0, len(x), 8) for t in (x[i : i + 8], rec[i : i + 8])]
-    return make_grid(upscale(torch.cat(rows)), nrow=8, padding=2, pad_value=1.0)
+    return grid(torch.cat(rows), 8)
 
 
 def write_pictures(model: ImageGenerator, data, out: Path, num_samples: int, seed: int) -> list[str]:

@@ -129,7 +129,7 @@ def build_model(model_args: GenerativeArguments, data: ImageTensors) -> ImageGen
 
 
 @torch.no_grad()
-def evaluate_likelihood(model: ImageGenerator, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, noise_std: float = 0.0) -> dict[str, float]:
+def evaluate_likelihood(model: ImageGenerator, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int) -> dict[str, float]:
     """Test-set losses in nats per image (one seeded posterior sample per image, as pytorch/examples' test)."""
     was = model.training
     model.eval()
@@ -180,7 +180,7 @@ def sampling_speed(model: ImageGenerator, batch_size: int = SAMPLING_BATCH, repe
 
 
 def _quality_scorer(metric_args: GenerativeMetricArguments, data: ImageTensors):
-    """(scorer of generated images, description of the feature network, real images it compares with)."""
+    """(scorer of generated images against the test images, description of the feature network), or (None, None)."""
     if metric_args.fid_features == "none":
         return None, None
     real = data.test[: metric_args.fid_samples or len(data.test)]
@@ -196,7 +196,7 @@ def _quality_scorer(metric_args: GenerativeMetricArguments, data: ImageTensors):
 
 
 def _dataset_title(name: str) -> str:
-    return {"fashion_mnist": "Fashion-MNIST", "digits": "digits", "zalando-datasets/fashion_mnist": "Fashion-MNIST"}.get(name, name)
+    return {"fashion_mnist": "Fashion-MNIST"}.get(name, name)
 
 
 def _check_resume_type(out: Path, training_args: GenerativeTrainingArguments, model_args: GenerativeArguments) -> None:
@@ -272,9 +272,7 @@ def run(
         x = batch[0].float() / 255
         y = batch[1] if conditional else None
         if model.is_vae:
-            o = m(x, y)
-            rec = losses.reconstruction_nll(model, o.logits, x)
-            return (rec + model_args.beta * losses.kl_to_standard_normal(o.mean.float(), o.logvar.float())).mean()
+            return losses.negative_elbo(model, x, beta=model_args.beta, out=m(x, y))["loss"].mean()
         noisy = x + model_args.noise_std * torch.randn_like(x) if model_args.noise_std else x  # denoising: reconstruct the clean image
         return losses.reconstruction_nll(model, m(noisy, y, sample=False).logits, x).mean()
 
