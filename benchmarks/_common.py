@@ -18,7 +18,7 @@ def emit(result: dict) -> None:
 
 def fashion_subset(n_train: int, n_eval: int, seed: int = 0):
     from hfdl.core.images import load_image_dataset
-    from hfdl.tasks.classification.data import prepare_splits
+    from hfdl.core.labelled_images import prepare_splits
 
     dsd, source = load_image_dataset("fashion_mnist")
     return prepare_splits(dsd, source, max_train_samples=n_train, max_eval_samples=n_eval, seed=seed)

@@ -18,11 +18,11 @@ import torch
 from _common import emit, fashion_subset
 from torch.utils.data import DataLoader
 
+from hfdl.core.feature_cache import cached_features, data_config_for
+from hfdl.core.labelled_images import TransformedImages, build_transforms
 from hfdl.core.metrics import evaluate_classifier
 from hfdl.core.training import TrainingArguments, make_accelerator, tensor_loader, train
-from hfdl.tasks.classification.data import TransformedImages, build_transforms
 from hfdl.tasks.classification.model import apply_strategy, create_classifier, make_head, pooled_features
-from hfdl.tasks.classification.pipeline import cached_features, data_config_for
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from _common import emit
 
-from hfdl.tasks.generative.data import load_image_tensors
+from hfdl.core.image_tensors import load_image_tensors
 from hfdl.tasks.generative.model import ImageGenerator
 from hfdl.tasks.generative.pipeline import sampling_speed
 

@@ -16,8 +16,8 @@ import torch
 from _common import emit, fashion_subset
 from torch.utils.data import DataLoader
 
+from hfdl.core.labelled_images import AugmentConfig, TransformedImages, build_transforms
 from hfdl.core.training import TrainingArguments, make_accelerator, train
-from hfdl.tasks.classification.data import AugmentConfig, TransformedImages, build_transforms
 from hfdl.tasks.classification.model import apply_strategy, create_classifier, frozen_modules_to_eval, optimizer_param_groups
 from hfdl.tasks.classification.pipeline import data_config_for
 

@@ -197,3 +197,20 @@ class SeededImages(torch.utils.data.Dataset):
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+def fit_square(img: "PIL.Image.Image", size: int | None, channels: int) -> "PIL.Image.Image":  # noqa: F821
+    """An image in the model's mode (L or RGB; palettes and transparency through RGBA), its shorter side resized
+    to `size` and centre-cropped to `size` x `size` (`size` None: left as it is)."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    img = img.convert("RGBA").convert(mode) if (img.mode == "P" or "A" in img.getbands()) else img.convert(mode)
+    if size is None:
+        return img
+    scale = size / min(img.size)
+    new = (max(size, round(img.width * scale)), max(size, round(img.height * scale)))
+    if new != img.size:
+        img = img.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+    left, top = (img.width - size) // 2, (img.height - size) // 2
+    return img.crop((left, top, left + size, top + size))

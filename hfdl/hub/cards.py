@@ -4,9 +4,11 @@ and the pieces every task's card shares (tables, hardware, library versions, off
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from hfdl import assets
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -129,6 +131,22 @@ def versions_table(env: dict, keep: tuple[str, ...] = VERSIONED) -> str:
     return markdown_table([{"library": k, "version": v} for k, v in env.items() if k in keep])
 
 
+def training_procedure(run_config: dict, results: dict, hyperparameters: dict, throughput: str) -> dict:
+    """The card context of the "Training procedure" section every task's template shares: the command, a
+    hyperparameter table, seed, hardware, time, steps, throughput and library versions."""
+    env = run_config["environment"]
+    return {
+        "command": run_config["command"],
+        "hyperparameters_table": markdown_table([{"hyperparameter": k, "value": v} for k, v in hyperparameters.items()]),
+        "seed": run_config["training_args"]["seed"],
+        "hardware": hardware(env),
+        "train_time": f"{results['train_seconds']:.0f} s",
+        "steps": results["completed_steps"],
+        "throughput": throughput,
+        "versions_table": versions_table(env),
+    }
+
+
 def provenance(offline: list[dict]) -> str:
     """The card paragraph naming each offline asset a run used: where it came from and its license."""
     if not offline:
@@ -139,3 +157,21 @@ def provenance(offline: list[dict]) -> str:
         for a in offline
     ]  # fmt: skip
     return "Offline assets used by this run (hfdl reads package-shipped files when there is no internet):\n\n" + markdown_table(rows)
+
+
+def dataset_ref(run_config: dict) -> dict:
+    """How the card names the training data: an offline asset, a Hub dataset or a local folder."""
+    d = run_config["data_args"]
+    name = d.get("dataset_name")
+    if name in assets.DATASETS:
+        a = assets.DATASETS[name]
+        short = a.description.split(":")[0]
+        if a.hub_equivalent.startswith("("):  # no Hub copy of this data
+            return {"type": name, "name": short, "title": short, "about": f"{a.description}; read offline from {a.source}", "hub": None}
+        link = f"[{a.hub_equivalent}](https://huggingface.co/datasets/{a.hub_equivalent})"
+        return {"type": a.hub_equivalent, "name": short, "title": f"{short} ({link})", "about": f"{a.description}; read offline from {a.source}", "hub": a.hub_equivalent}  # fmt: skip
+    if name and not os.path.exists(name):
+        link = f"[{name}](https://huggingface.co/datasets/{name})"
+        return {"type": name, "name": name, "title": f"the Hub dataset {link}", "about": f"the Hub dataset {link}", "hub": name, "config": d.get("dataset_config_name")}  # fmt: skip
+    folder = Path(name or d.get("train_dir") or "images").name
+    return {"type": "imagefolder", "name": folder, "title": f"a local image folder `{folder}`", "about": f"a local image folder `{folder}`", "hub": None}

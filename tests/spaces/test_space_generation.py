@@ -83,7 +83,7 @@ def test_interpolation_ends_at_the_two_seeds(app):
 def test_reconstruction_and_latent_arithmetic(app, tmp_path):
     from gradio_client import handle_file
 
-    from hfdl.tasks.generative.data import load_image_tensors
+    from hfdl.core.image_tensors import load_image_tensors
 
     data = load_image_tensors("fashion_mnist", max_eval_samples=4, max_train_samples=10)
     Image.fromarray(data.test[0, 0].numpy()).resize((100, 100)).convert("RGB").save(tmp_path / "item.png")  # any size and mode

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from hfdl.core.labelled_images import ImageDataArguments
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
-from hfdl.tasks.classification.data import AugmentConfig
 from hfdl.tasks.classification.model import STRATEGIES
 
 # The embedded offline default: what `accelerate launch scripts/finetune.py` runs with no data arguments.
@@ -55,45 +56,10 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "Hub dataset id, saved/imagefolder dir, or offline name (fashion_mnist, digits). None with no --train_dir: the embedded default."},
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
-    train_dir: str | None = field(default=None, metadata={"help": "imagefolder with one subfolder per class."})
-    validation_dir: str | None = field(default=None, metadata={"help": "imagefolder for evaluation."})
-    image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column (auto-detected)."})
-    train_val_split: float = field(default=0.15, metadata={"help": "Stratified holdout fraction when there is no validation/test split."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Stratified subsample of the training set."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Stratified subsample of the evaluation set."})
-    image_size: int | None = field(default=None, metadata={"help": "Input resolution (default: the backbone's)."})
-    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
-    rotation: float = field(default=0.0, metadata={"help": "Random rotation, degrees."})
-    translate: float = field(default=0.0, metadata={"help": "Random translation, fraction of the size."})
-    scale_min: float = field(default=0.8, metadata={"help": "Random resized crop: smallest area fraction (scale + random crop)."})
-    gaussian_noise: float = field(default=0.0, metadata={"help": "Gaussian noise std on the normalised tensor."})
-    auto_augment: str | None = field(default=None, metadata={"help": "timm auto-augment, e.g. rand-m9-mstd0.5 (RandAugment)."})
-    max_bad_image_fraction: float = field(default=0.01, metadata={"help": "Fail when more images than this are unreadable (fewer are skipped)."})
+class DataArguments(ImageDataArguments):
+    """Labelled images, with the embedded default of `finetune.py` (10,000 Fashion-MNIST images at 64 px)."""
 
-    def __post_init__(self):
-        self.embedded_default = self.dataset_name is None and self.train_dir is None and self.validation_dir is None
-        if self.embedded_default:
-            self.dataset_name = EMBEDDED_DEFAULT["dataset_name"]
-            if self.max_train_samples is None:
-                self.max_train_samples = EMBEDDED_DEFAULT["max_train_samples"]
-            if self.image_size is None:
-                self.image_size = EMBEDDED_DEFAULT["image_size"]
-        if not 0 < self.scale_min <= 1:
-            raise HfdlError(f"--scale_min must be in (0, 1], got {self.scale_min}")
-        for name in ("max_train_samples", "max_eval_samples", "image_size"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise HfdlError(f"--{name} must be >= 1, got {v}")
-
-    def augment(self) -> AugmentConfig:
-        return AugmentConfig(self.hflip, self.rotation, self.translate, self.scale_min, self.gaussian_noise, self.auto_augment)
+    embedded_defaults: ClassVar[dict] = EMBEDDED_DEFAULT
 
 
 @dataclass

@@ -4,12 +4,10 @@ one repo per strategy, in timm's layout, every evaluation result in `model-index
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from hfdl import assets
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import dataset_ref, eval_results, hardware, markdown_table, provenance, render_card, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, pick, register, repo_ids, write_cards
 
 TASK = "image-classification"
@@ -24,22 +22,6 @@ METRIC_TITLES = {"eval_accuracy": "Accuracy", "eval_f1_macro": "Macro F1", "eval
 VERSIONS = ("python", "torch", "torchvision", "timm", "transformers", "datasets", "accelerate")
 
 __all__ = ["model_card", "plans", "repo_files", "write_cards"]
-
-
-def dataset_ref(run_config: dict) -> dict:
-    """How the card names the training data: an offline asset, a Hub dataset or a local folder."""
-    d = run_config["data_args"]
-    name = d.get("dataset_name")
-    if name in assets.DATASETS:
-        a = assets.DATASETS[name]
-        short = a.description.split(":")[0]
-        link = f"[{a.hub_equivalent}](https://huggingface.co/datasets/{a.hub_equivalent})"
-        return {"type": a.hub_equivalent, "name": short, "title": f"{short} ({link})", "about": f"{a.description}; read offline from {a.source}", "hub": a.hub_equivalent}  # fmt: skip
-    if name and not os.path.exists(name):
-        link = f"[{name}](https://huggingface.co/datasets/{name})"
-        return {"type": name, "name": name, "title": f"the Hub dataset {link}", "about": f"the Hub dataset {link}", "hub": name, "config": d.get("dataset_config_name")}  # fmt: skip
-    folder = Path(name or d.get("train_dir") or "images").name
-    return {"type": "imagefolder", "name": folder, "title": f"a local image folder `{folder}`", "about": f"a local image folder `{folder}`", "hub": None}
 
 
 def _hyperparameters(strategy: str, model_args: dict, training_args: dict, data_args: dict, epochs) -> dict:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from hfdl.core.backbones import create_backbone, resolve_model_source
+from hfdl.core.feature_cache import head_parameter_names, pooled_features  # noqa: F401 (part of this module's interface)
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -42,13 +43,6 @@ def zero_init_head(model: nn.Module) -> nn.Module:
 
 # Strategies
 # --------------------------------------------------------------------------------------------------
-
-
-def head_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the classifier parameters (timm's `pretrained_cfg['classifier']`, possibly several)."""
-    cls = model.pretrained_cfg.get("classifier", "classifier")
-    prefixes = (cls,) if isinstance(cls, str) else tuple(cls)
-    return {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
 
 
 def parameter_groups(model: nn.Module) -> list[list[str]]:
@@ -115,11 +109,6 @@ def optimizer_param_groups(model: nn.Module, lr: float, weight_decay: float, bac
 # --------------------------------------------------------------------------------------------------
 # Feature extraction (frozen backbone) and heads
 # --------------------------------------------------------------------------------------------------
-
-
-def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, num_features): the input the classifier sees (timm's pre_logits)."""
-    return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
 def make_head(num_features: int, num_classes: int, head: str = "linear", hidden: int = 512, dropout: float = 0.0) -> nn.Module:

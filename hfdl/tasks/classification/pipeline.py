@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, replace
@@ -14,7 +12,8 @@ from accelerate import Accelerator
 
 from hfdl import assets
 from hfdl.core.backbones import base_model_id, resolve_model_source
-from hfdl.core.images import load_image_dataset
+from hfdl.core.feature_cache import cached_features, data_config_for
+from hfdl.core.labelled_images import PreparedData, TransformedImages, build_transforms, load_labelled_data
 from hfdl.core.metrics import evaluate_classifier, plot_confusion_matrix
 from hfdl.core.rundir import ALL_RESULTS, RESULTS, RUN_CONFIG, check_output_dir, run_config, run_variants, write_json
 from hfdl.core.runtime import PeakMemory
@@ -22,86 +21,12 @@ from hfdl.core.training import make_accelerator, tensor_loader, train
 from hfdl.tasks.classification import model as classifier
 from hfdl.tasks.classification.args import ClassificationTrainingArguments, DataArguments, ModelArguments
 from hfdl.tasks.classification.card import write_cards
-from hfdl.tasks.classification.data import PreparedData, TransformedImages, build_transforms, prepare_splits
 from hfdl.tasks.classification.report import write_comparison
 
 logger = logging.getLogger(__name__)
 
 TASK = "image-classification"
 OUTPUTS = ("config.json", "model.safetensors", "confusion_matrix.png")  # each strategy folder, besides the common files
-
-
-def data_config_for(model: torch.nn.Module, image_size: int | None) -> dict:
-    from timm.data import resolve_model_data_config
-
-    cfg = resolve_model_data_config(model)
-    if image_size is not None:
-        cfg["input_size"] = (3, image_size, image_size)
-        cfg["crop_pct"] = 1.0  # small inputs: keep the whole image
-    return cfg
-
-
-def _weights_fingerprint(model: torch.nn.Module, skip: set[str]) -> str:
-    h = hashlib.sha256()
-    for n, t in model.state_dict().items():
-        if n not in skip:
-            h.update(n.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def cached_features(
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    images: TransformedImages,
-    cache_dir: Path,
-    batch_size: int,
-    num_workers: int,
-    channels_last: bool,
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Pooled frozen-backbone features of every image (eval transform), computed once and cached on disk.
-
-    The key covers the backbone weights, the exact data (datasets fingerprint) and the transform.
-    Returns (features, labels, cache_hit).
-    """
-    from safetensors.torch import load_file, save_file
-
-    head = classifier.head_parameter_names(model)
-    key_src = json.dumps(
-        {
-            "weights": _weights_fingerprint(model, skip=head),
-            "data": images.ds._fingerprint,
-            "n": len(images),
-            "transform": repr(images.transform),
-            "image_column": images.image_column,
-        },
-        sort_keys=True,
-    )
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
-    path = cache_dir / f"{key}.safetensors"
-    with accelerator.main_process_first():
-        if not path.is_file() and accelerator.is_main_process:
-            loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-            feats, labels = [], []
-            model.eval().to(accelerator.device)
-            from tqdm.auto import tqdm
-
-            with torch.inference_mode(), accelerator.autocast():
-                for x, y in tqdm(loader, desc="caching features", disable=not accelerator.is_local_main_process, dynamic_ncols=True):
-                    x = x.to(accelerator.device)
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    feats.append(classifier.pooled_features(model, x).float().cpu())
-                    labels.append(torch.as_tensor(y))
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file({"features": torch.cat(feats), "labels": torch.cat(labels)}, str(tmp), metadata={"key": key_src})
-            tmp.replace(path)
-            hit = False
-        else:
-            hit = True
-    data = load_file(str(path))
-    return data["features"], data["labels"], hit
 
 
 def _cl(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -111,7 +36,7 @@ def _cl(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
 def _train_head_on_features(model, strategy, model_args, training_args, accelerator, data, images, run_dir, evaluator):
     """feature: pooled features of the frozen backbone, computed once (cached), then the head alone on them."""
     kw = dict(
-        cache_dir=Path(model_args.feature_cache_dir) if model_args.feature_cache_dir else assets.hfdl_cache_dir() / "features",
+        cache_dir=model_args.feature_cache_dir,
         batch_size=training_args.per_device_eval_batch_size, num_workers=training_args.dataloader_num_workers,
         channels_last=model_args.channels_last,
     )  # fmt: skip
@@ -240,19 +165,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Cla
     check_output_dir(out, [out / s for s in strategies], training_args, OUTPUTS)
     accelerator = make_accelerator(training_args)
     resolve_model_source(model_args.model_name_or_path)  # fail on an unknown model before loading data
-    dsd, source = load_image_dataset(data_args.dataset_name, data_args.train_dir, data_args.validation_dir, data_args.dataset_config_name)
-    with accelerator.main_process_first():
-        data = prepare_splits(
-            dsd, source, data_args.image_column, data_args.label_column, data_args.train_val_split,
-            data_args.max_train_samples, data_args.max_eval_samples, training_args.seed, data_args.max_bad_image_fraction,
-        )  # fmt: skip
-    accelerator.print(f"data: {source}: {len(data.train)} train / {len(data.eval)} eval ({data.eval_split}), {len(data.label_names)} classes")
+    data = load_labelled_data(data_args, training_args.seed, accelerator)
+    accelerator.print(f"data: {data.source}: {len(data.train)} train / {len(data.eval)} eval ({data.eval_split}), {len(data.label_names)} classes")
     out.mkdir(parents=True, exist_ok=True)
     config = run_config(
         TASK, argv, {"model_args": model_args, "data_args": {**asdict(data_args), "embedded_default": data_args.embedded_default}, "training_args": training_args},
         accelerator, base_model=base_model_id(model_args.model_name_or_path),
         data={
-            "source": source,
+            "source": data.source,
             "eval_split": data.eval_split,
             "train_fingerprint": data.train._fingerprint,
             "eval_fingerprint": data.eval._fingerprint,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, indefinite_article, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, indefinite_article, markdown_table, provenance, render_card, training_procedure
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 
 TASK = "image-generation"  # run_config.json's task; the Hub's pipeline tag is unconditional-image-generation
@@ -115,7 +115,7 @@ def generation_card(out: Path, repo_id: str):
     from huggingface_hub import ModelCardData
 
     r, rc = finished_run(out)
-    m, t, env = rc["model_args"], rc["training_args"], rc["environment"]
+    m, t = rc["model_args"], rc["training_args"]
     ds, name = _dataset(rc), Path(repo_id).name
     names = metric_names(r)
     scored = {k: v for k, v in r.items() if k in names}
@@ -157,14 +157,9 @@ def generation_card(out: Path, repo_id: str):
         model_description=_model_description(m, rc),
         num_parameters=f"{r['num_parameters']:,}",
         data_description=f"{rc['data']['source']}: {r['train_images']:,} training images, {r['test_images']:,} test images.",
-        command=rc["command"],
-        hyperparameters_table=markdown_table([{"hyperparameter": k, "value": v} for k, v in hyper.items()]),
-        seed=t["seed"],
-        hardware=hardware(env),
-        train_time=f"{r['train_seconds']:.0f} s",
-        steps=r["completed_steps"],
-        throughput=f"{r['train_images_per_second']:.0f} images/s; sampling {r['sampling_images_per_second']:.0f} images/s at batch 256",
-        versions_table=versions_table(env),
+        **training_procedure(
+            rc, r, hyper, f"{r['train_images_per_second']:.0f} images/s; sampling {r['sampling_images_per_second']:.0f} images/s at batch 256"
+        ),
         how_to_use_code=code,
         limitations=[
             f"Trained on {r['train_images']:,} images of one dataset at {rc['data']['image_size']} px: it generates images like those and nothing else.",

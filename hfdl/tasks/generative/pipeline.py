@@ -19,13 +19,13 @@ import torch
 
 from hfdl import assets
 from hfdl.core.checkpoints import list_checkpoints, resolve_checkpoint
+from hfdl.core.image_tensors import ImageTensors, load_image_tensors
 from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, write_json
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import TrainStep, make_accelerator, tensor_loader, train
 from hfdl.errors import HfdlError
 from hfdl.tasks.generative import losses
 from hfdl.tasks.generative.args import GenerativeArguments, GenerativeDataArguments, GenerativeMetricArguments, GenerativeTrainingArguments
-from hfdl.tasks.generative.data import ImageTensors, load_image_tensors
 from hfdl.tasks.generative.fid import SampleQuality, feature_classifier, inception_quality
 from hfdl.tasks.generative.model import ImageGenerator
 from hfdl.tasks.generative.pictures import write_pictures

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from hfdl.core.images import load_image_dataset
+from hfdl.core.labelled_images import AugmentConfig, TransformedImages, build_transforms, find_columns, prepare_splits
 from hfdl.errors import HfdlError
-from hfdl.tasks.classification.data import AugmentConfig, TransformedImages, build_transforms, find_columns, prepare_splits
 
 
 def _ds(n=40, classes=4, extra_label=False, corrupt=0):

@@ -1,5 +1,6 @@
-"""Image data for the generative models: any image dataset the other tasks read, decoded once into uint8
-tensors (N, C, S, S) and cached (Fashion-MNIST: 70,000 images in 55 MB, read back in a fraction of a second).
+"""Image data decoded once into uint8 tensors (N, C, S, S) and cached, for models that train on whole images held in
+memory (the generative models, the anomaly autoencoder): any image dataset the other tasks read (Fashion-MNIST:
+70,000 images in 55 MB, read back in a fraction of a second).
 
 Grayscale when every image is single-channel, RGB otherwise. Square images at their own size, or at
 `--image_size` (shorter side resized, centre crop); images of mixed sizes need `--image_size`.
@@ -16,9 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from hfdl.assets.cache import hfdl_cache_dir, save_tensors_atomically
-from hfdl.core.images import EVAL_SPLIT_NAMES, find_columns, load_image_dataset
+from hfdl.core.images import EVAL_SPLIT_NAMES, find_columns, fit_square, load_image_dataset
 from hfdl.errors import HfdlError
-from hfdl.tasks.generative.model import fit_square
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ def _decode(ds: datasets.Dataset, image_column: str, image_size: int | None, cha
 def _channels(ds: datasets.Dataset, image_column: str) -> int:
     modes = {img.mode for img in ds.select(range(min(len(ds), 200)))[image_column] if img is not None}
     return 1 if modes and modes <= {"L", "1", "I", "I;16", "F"} else 3
+
+
+def decode_images(ds: datasets.Dataset, image_column: str, image_size: int | None = None, channels: int | None = None, what: str = "the data") -> torch.Tensor:
+    """A dataset's images as one uint8 tensor (N, C, S, S): grayscale when every image is (or `channels`), at their own
+    size or `image_size` (shorter side resized, centre crop)."""
+    return _decode(ds, image_column, image_size, channels or _channels(ds, image_column), what)
 
 
 def load_image_tensors(

@@ -1,10 +1,11 @@
-"""Image-classification data: columns, splits (stratified holdout and subsets), unreadable images, timm transforms."""
+"""Labelled image data (classification, similarity): columns, splits (stratified holdout and subsets), unreadable images, timm transforms."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import datasets
 import torch
@@ -70,6 +71,21 @@ def prepare_splits(
     train = drop_unreadable(train, image_column, max_bad_image_fraction, "train")
     evald = drop_unreadable(evald, image_column, max_bad_image_fraction, "eval")
     return PreparedData(train, evald, eval_split, label_names, image_column, label_column, source)
+
+
+def load_labelled_data(data_args: "ImageDataArguments", seed: int, accelerator=None) -> PreparedData:
+    """The data arguments' dataset (`load_image_dataset`), split and checked (`prepare_splits`): the main process
+    first, so the other processes read what it built and cached."""
+    from contextlib import nullcontext
+
+    from hfdl.core.images import load_image_dataset
+
+    with accelerator.main_process_first() if accelerator is not None else nullcontext():  # an offline dataset is built once
+        dsd, source = load_image_dataset(data_args.dataset_name, data_args.train_dir, data_args.validation_dir, data_args.dataset_config_name)
+        return prepare_splits(
+            dsd, source, data_args.image_column, data_args.label_column, data_args.train_val_split,
+            data_args.max_train_samples, data_args.max_eval_samples, seed, data_args.max_bad_image_fraction,
+        )  # fmt: skip
 
 
 def _stratified_subset(ds: datasets.Dataset, label_column: str, n: int, seed: int) -> datasets.Dataset:
@@ -159,10 +175,61 @@ class TransformedImages(SeededImages):
     """(pixel_values, label) view of a Dataset; grayscale/RGBA converted to RGB; with `seed`, the augmentation
     is a pure function of (seed, epoch, index) (see `SeededImages`)."""
 
-    def __init__(self, ds: datasets.Dataset, image_column: str, label_column: str, transform: Callable, seed: int | None = None):
+    def __init__(self, ds: datasets.Dataset, image_column: str, label_column: str | None, transform: Callable, seed: int | None = None):
         super().__init__(ds, seed)
         self.image_column, self.label_column, self.transform = image_column, label_column, transform
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
         ex = self.ds[int(idx)]
-        return self.seeded(idx, self.transform, to_rgb(ex[self.image_column])), ex[self.label_column]
+        label = ex[self.label_column] if self.label_column is not None else -1  # unlabelled images (a search gallery)
+        return self.seeded(idx, self.transform, to_rgb(ex[self.image_column])), label
+
+
+# --------------------------------------------------------------------------------------------------
+# Arguments
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageDataArguments:
+    """Labelled images from any source `finetune.py` reads: a Hub dataset, a saved dataset, an imagefolder, an offline
+    name. With no data argument a task's `embedded_defaults` (dataset_name, max_train_samples, image_size) apply."""
+
+    embedded_defaults: ClassVar[dict] = {}
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset id, saved/imagefolder dir, or offline name (fashion_mnist, digits). None with no --train_dir: the embedded default."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    train_dir: str | None = field(default=None, metadata={"help": "imagefolder with one subfolder per class."})
+    validation_dir: str | None = field(default=None, metadata={"help": "imagefolder for evaluation."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (auto-detected)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (auto-detected)."})
+    train_val_split: float = field(default=0.15, metadata={"help": "Stratified holdout fraction when there is no validation/test split."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Stratified subsample of the training set."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Stratified subsample of the evaluation set."})
+    image_size: int | None = field(default=None, metadata={"help": "Input resolution (default: the backbone's)."})
+    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
+    rotation: float = field(default=0.0, metadata={"help": "Random rotation, degrees."})
+    translate: float = field(default=0.0, metadata={"help": "Random translation, fraction of the size."})
+    scale_min: float = field(default=0.8, metadata={"help": "Random resized crop: smallest area fraction (scale + random crop)."})
+    gaussian_noise: float = field(default=0.0, metadata={"help": "Gaussian noise std on the normalised tensor."})
+    auto_augment: str | None = field(default=None, metadata={"help": "timm auto-augment, e.g. rand-m9-mstd0.5 (RandAugment)."})
+    max_bad_image_fraction: float = field(default=0.01, metadata={"help": "Fail when more images than this are unreadable (fewer are skipped)."})
+
+    def __post_init__(self):
+        self.embedded_default = self.dataset_name is None and self.train_dir is None and self.validation_dir is None
+        if self.embedded_default:
+            for name, value in self.embedded_defaults.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
+        if not 0 < self.scale_min <= 1:
+            raise HfdlError(f"--scale_min must be in (0, 1], got {self.scale_min}")
+        for name in ("max_train_samples", "max_eval_samples", "image_size"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise HfdlError(f"--{name} must be >= 1, got {v}")
+
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(self.hflip, self.rotation, self.translate, self.scale_min, self.gaussian_noise, self.auto_augment)
