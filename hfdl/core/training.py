@@ -263,7 +263,9 @@ def train(
         groups = optimizer_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
         parts = {"model": model}
         optimizers = {"model": torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay, fused=fused)}
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    # Each process gets every num_processes-th batch once the loader is prepared (accelerate's even batches): the
+    # optimizer steps of an epoch, and so the schedule's length and a resume's epoch, count those.
+    steps_per_epoch = math.ceil(math.ceil(len(train_dataloader) / accelerator.num_processes) / args.gradient_accumulation_steps)
     max_steps = args.max_train_steps or args.epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
     budget_s = args.time_budget_minutes * 60 if args.time_budget_minutes else None

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, accelerate_launch
+from conftest import REPO, accelerate_launch, two_processes
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
@@ -62,8 +62,9 @@ def tiny(out, *extra):
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
+    """One real `accelerate launch --num_processes 2` on CPU (gloo): the run folder the next tests read."""
     out = tmp_path_factory.mktemp("anomaly") / "run"
-    proc = accelerate_launch("train_anomaly.py", tiny(out, "--normal_class", "3"), config=None)
+    proc = accelerate_launch("train_anomaly.py", tiny(out, "--normal_class", "3"), **two_processes())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -72,6 +73,8 @@ def test_both_methods_side_by_side_with_pictures_model_and_card(launched):
     out = launched
     r = json.loads((out / "all_results.json").read_text())
     assert r["normal_classes"] == ["3"] and r["test_images"] == 270
+    assert json.loads((out / "run_config.json").read_text())["environment"]["num_processes"] == 2
+    assert json.loads((out / "autoencoder" / "3" / "results.json").read_text())["completed_steps"] == 3
     for method in ("knn", "autoencoder"):
         assert 0 <= r[f"eval_{method}_auroc"] <= 1 and r[f"eval_{method}_auroc"] == r["per_class"][method]["3"]["auroc"]
         assert (out / f"most_anomalous_{method}.png").is_file()

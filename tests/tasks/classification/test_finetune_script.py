@@ -130,3 +130,5 @@ def test_two_processes_keep_the_results_contract(tiny_backbone, imagefolder, tmp
     assert results["eval_samples"] == 24 and 0 <= results["eval_accuracy"] <= 1  # every eval image counted once
     assert json.loads((tmp_path / "run_config.json").read_text())["environment"]["num_processes"] == 2
     assert (tmp_path / "finetune" / "README.md").is_file() and (tmp_path / "finetune" / "model.safetensors").is_file()
+    history = json.loads((tmp_path / "finetune" / "history.json").read_text())
+    assert history[-1]["lr"] < 1e-6  # the cosine schedule counts each process's steps: annealed to the end, as with one process
