@@ -214,3 +214,12 @@ def fit_square(img: "PIL.Image.Image", size: int | None, channels: int) -> "PIL.
         img = img.resize(new, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
     left, top = (img.width - size) // 2, (img.height - size) // 2
     return img.crop((left, top, left + size, top + size))
+
+
+def square_tensor(img: "PIL.Image.Image", size: int | None, channels: int) -> torch.Tensor:  # noqa: F821
+    """Any PIL image as a small model's input: (1, C, size, size) in [0, 1] (`fit_square`, then a tensor)."""
+    import numpy as np
+
+    arr = np.asarray(fit_square(img, size, channels), dtype=np.float32) / 255
+    x = torch.from_numpy(arr)
+    return (x[None] if x.ndim == 2 else x.permute(2, 0, 1))[None].contiguous()

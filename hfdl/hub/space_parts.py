@@ -30,17 +30,29 @@ from hfdl.errors import HfdlError  # noqa: E402
 
 
 class ModelMenu:
-    """The models a Space offers: every folder under `models_dir` with config.json and model.safetensors (named
-    "NAME (bundled)"), then the Hub ids or folders in the comma list `$env_var`. `loader(source)` loads one; the
-    last `cache_size` loaded are kept. `kind` names a model in the errors ("detector"); `empty` replaces the
-    error for a menu without models."""
+    """The models a Space offers: every folder under `models_dir` with the `required` files (config.json and
+    model.safetensors by default; named "NAME (bundled)", NAME = `name(folder)`, the folder's name by default),
+    then the Hub ids or folders in the comma list `$env_var`. `loader(source)` loads one; the last `cache_size`
+    loaded are kept. `kind` names a model in the errors ("detector"); `empty` replaces the error for a menu
+    without models."""
 
-    def __init__(self, kind: str, models_dir: str | Path, env_var: str, loader: Callable[[str], Any], *, empty: str | None = None, cache_size: int = 4):
+    def __init__(
+        self,
+        kind: str,
+        models_dir: str | Path,
+        env_var: str,
+        loader: Callable[[str], Any],
+        *,
+        empty: str | None = None,
+        cache_size: int = 4,
+        required: tuple[str, ...] = ("config.json", "model.safetensors"),
+        name: Callable[[Path], str] = lambda folder: folder.name,
+    ):
         self.kind, self.models_dir = kind, Path(models_dir)
         self.sources: dict[str, str] = {}  # menu name -> folder or Hub id
         for d in sorted(self.models_dir.glob("*")):
-            if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
-                self.sources[f"{d.name} (bundled)"] = str(d)
+            if all((d / f).is_file() for f in required):
+                self.sources[f"{name(d)} (bundled)"] = str(d)
         for source in filter(None, (s.strip() for s in os.environ.get(env_var, "").split(","))):
             self.sources[source] = source
         self.choices = list(self.sources)

@@ -21,7 +21,7 @@ from torch import nn
 
 from hfdl.core.conv_nets import ConvDecoder, ConvEncoder, stride2_stages  # noqa: F401 (stride2_stages: part of this module's interface)
 from hfdl.core.hubmodel import StrictHubMixin
-from hfdl.core.images import fit_square
+from hfdl.core.images import square_tensor
 from hfdl.errors import HfdlError
 
 MODEL_TYPES = ("vae", "conv_vae", "dcgan", "autoencoder")
@@ -230,11 +230,7 @@ class ImageGenerator(StrictHubMixin, nn.Module):
 
 def image_tensor(model: ImageGenerator, img: "PIL.Image.Image") -> torch.Tensor:  # noqa: F821
     """Any PIL image as the model's input: (1, C, S, S) in [0, 1]."""
-    import numpy as np
-
-    arr = np.asarray(fit_square(img, model.image_size, model.channels), dtype=np.float32) / 255
-    x = torch.from_numpy(arr)
-    return (x[None] if x.ndim == 2 else x.permute(2, 0, 1))[None].contiguous()
+    return square_tensor(img, model.image_size, model.channels)
 
 
 def input_and_reconstruction(model: ImageGenerator, img: "PIL.Image.Image", label: int | None = None) -> torch.Tensor:  # noqa: F821

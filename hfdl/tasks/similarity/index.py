@@ -5,6 +5,9 @@ index (inner product of unit vectors = cosine similarity), and the reference of 
     INDEX/embeddings.faiss    `Dataset.save_faiss_index("embeddings", ...)`
     INDEX/index_config.json   the model (path or Hub id) and its weights' fingerprint, size, source
 
+A compact copy (`compact_index`, what a Space bundles) keeps the embeddings as float16 in the parquet file and no
+FAISS file: `load_index` rebuilds the exact flat index from them (milliseconds for 10k images).
+
 The folder is a Hub dataset repo as it is (`build_index.py --push_to_hub`): anyone loads it with
 `load_dataset(repo_id, split="train")` and `ds.load_faiss_index("embeddings", hf_hub_download(repo_id,
 "embeddings.faiss", repo_type="dataset"))`.
@@ -100,8 +103,30 @@ def load_index(folder_or_repo: str | Path) -> tuple[datasets.Dataset, dict]:
         raise HfdlError(f"{folder_or_repo} is not an hfdl index (no {INDEX_CONFIG}): build one with scripts/build_index.py")
     config = json.loads((folder / INDEX_CONFIG).read_text())
     gallery = datasets.Dataset.from_parquet(str(folder / GALLERY))
-    gallery.load_faiss_index(COLUMN, str(folder / FAISS_FILE))
+    if (folder / FAISS_FILE).is_file():
+        gallery.load_faiss_index(COLUMN, str(folder / FAISS_FILE))
+    else:  # a compact copy: the exact flat index, rebuilt from the stored float16 embeddings made unit length again
+        import faiss
+        import numpy as np
+
+        vectors = np.asarray(gallery.with_format("numpy")[COLUMN], dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        gallery.add_faiss_index_from_external_arrays(vectors, COLUMN, metric_type=faiss.METRIC_INNER_PRODUCT)
     return gallery, config
+
+
+def compact_index(folder: str | Path, out: str | Path) -> dict:
+    """A smaller copy of an index folder for bundling: the embeddings as float16 in the parquet file, no FAISS file
+    (`load_index` rebuilds the exact flat index). Returns the copy's config."""
+    folder, out = Path(folder), Path(out)
+    config = json.loads((folder / INDEX_CONFIG).read_text())
+    gallery = datasets.Dataset.from_parquet(str(folder / GALLERY))
+    gallery = gallery.cast_column(COLUMN, datasets.Sequence(datasets.Value("float16")))
+    out.mkdir(parents=True, exist_ok=True)
+    gallery.to_parquet(str(out / GALLERY))
+    config = {**config, "embeddings_dtype": "float16", "faiss": "flat index rebuilt on load"}
+    (out / INDEX_CONFIG).write_text(json.dumps(config, indent=2))
+    return config
 
 
 def check_model(model: EmbeddingModel, config: dict, model_reference: str) -> None:

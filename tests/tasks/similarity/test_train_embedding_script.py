@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import hub_servers
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, accelerate_launch, two_processes
@@ -101,6 +102,25 @@ def test_index_round_trip_and_search(launched, tmp_path, capsys):
     with pytest.raises(HfdlError, match="the gallery is empty"):
         build_index.main(["--model", str(launched), "--dataset_name", "digits", "--split", "train", "--max_samples", "0", "--output_dir", str(tmp_path / "e")])
     assert load_index(index)[1] == cfg  # nothing lost
+
+
+def test_a_compact_index_answers_as_the_full_one(launched, tmp_path):
+    """compact_index (what a Space bundles): float16 embeddings, no FAISS file; load_index rebuilds the exact flat
+    index from unit vectors, so the neighbours and their scores are the full index's."""
+    from hfdl.tasks.similarity.index import FAISS_FILE, compact_index
+
+    full, small = tmp_path / "full", tmp_path / "small"
+    build_index.main(["--model", str(launched), "--dataset_name", "digits", "--split", "train", "--max_samples", "200", "--output_dir", str(full)])
+    config = compact_index(full, small)
+    assert not (small / FAISS_FILE).exists() and config["embeddings_dtype"] == "float16"
+    (a, _), (b, _) = load_index(full), load_index(small)
+    queries = np.asarray(a.with_format("numpy")["embeddings"][:50], dtype=np.float32)
+    want_scores, want = a.search_batch("embeddings", queries, k=5)
+    got_scores, got = b.search_batch("embeddings", queries, k=5)
+    np.testing.assert_allclose(got_scores, want_scores, atol=2e-3)
+    assert (got[:, 0] == np.arange(50)).all() and got_scores.max() <= 1.0 + 1e-6  # each finds itself; unit vectors again
+    labels = np.asarray(a["label"])
+    assert (labels[got] == labels[want]).mean() > 0.95
 
 
 def test_resume_is_exact(tmp_path):
