@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, private_tmp
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def backbone_safetensors(name: str) -> Path:
     state_dict = torch.load(source, map_location="cpu", weights_only=True)
     converted = {k: v.contiguous() for k, v in _CONVERTERS[name](asset, state_dict).items()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = private_tmp(out)
     save_file(converted, str(tmp), metadata={"source": asset.package, "license": asset.license})
     load_file(str(tmp))  # fails loudly on a truncated write before it becomes visible
     tmp.replace(out)

@@ -15,6 +15,12 @@ def hfdl_cache_dir() -> Path:
     return Path(constants.HF_HOME) / "hfdl"
 
 
+def private_tmp(path: Path) -> Path:
+    """A sibling of `path` only this process writes (`NAME.tmp-PID`): processes building the same cache entry at
+    once (two `accelerate launch` processes, two test workers) never write into each other's half-done files."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
 def save_tensors_atomically(folder: Path, filename: str, tensors: dict, info: dict) -> None:
     """Write `folder/filename` (safetensors) and `folder/info.json` into a temporary sibling and rename it, so an
     interrupted write never leaves half an entry; when another process finished the same entry first, keep theirs."""
@@ -23,7 +29,7 @@ def save_tensors_atomically(folder: Path, filename: str, tensors: dict, info: di
 
     from safetensors.torch import save_file
 
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    tmp = private_tmp(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)

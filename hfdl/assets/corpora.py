@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, private_tmp
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -73,15 +73,18 @@ def _unpacked_debs(asset: CorpusAsset, needed: tuple[str, ...]) -> Path:
         if proc.returncode != 0 or len(debs) != len(asset.debian_packages):
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
             raise HfdlError(f"offline corpus '{asset.name}': `apt-get download {' '.join(asset.debian_packages)}` failed ({last}): run `apt-get update`, {fix}")
-        staging = root.with_name(root.name + ".tmp")
-        if staging.exists():
-            shutil.rmtree(staging)
+        staging = private_tmp(root)
+        shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        for deb in debs:
-            subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, capture_output=True)
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
+        try:
+            for deb in debs:
+                subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, capture_output=True)
+            if all((root / rel).exists() for rel in needed):  # another process unpacked it first: keep theirs
+                return root
+            shutil.rmtree(root, ignore_errors=True)
+            staging.rename(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
@@ -132,7 +135,7 @@ def load_corpus(name: str) -> str:
     else:
         text = _read_kjv(_unpacked_debs(asset, (asset.probe, "usr/bin/bible")))
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = private_tmp(out)
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     (out_dir / "provenance.json").write_text(json.dumps({**asset.provenance(), "characters": len(text)}, indent=2))

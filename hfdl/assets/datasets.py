@@ -10,7 +10,7 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, private_tmp
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -128,13 +128,17 @@ def load_offline_dataset(name: str):
     cache = hfdl_cache_dir() / "datasets" / name
     if (cache / "dataset_dict.json").is_file():
         return datasets.load_from_disk(str(cache))
-    dsd = _DATASET_BUILDERS[name]()
-    tmp = cache.with_name(cache.name + ".tmp")
-    dsd.save_to_disk(str(tmp))
-    if cache.exists():
-        import shutil
+    import shutil
 
-        shutil.rmtree(cache)
-    tmp.rename(cache)
-    (cache / "provenance.json").write_text(json.dumps(DATASETS[name].provenance(), indent=2))
+    dsd = _DATASET_BUILDERS[name]()
+    tmp = private_tmp(cache)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dsd.save_to_disk(str(tmp))
+        (tmp / "provenance.json").write_text(json.dumps(DATASETS[name].provenance(), indent=2))
+        if not (cache / "dataset_dict.json").is_file():  # else another process finished the same build first
+            shutil.rmtree(cache, ignore_errors=True)
+            tmp.rename(cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return datasets.load_from_disk(str(cache))

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from hfdl.assets.backbones import BackboneAsset
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, private_tmp
 from hfdl.errors import HfdlError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def vgg16_features_safetensors() -> Path:
         if v.shape != target[k].shape or v.dtype != torch.float32:
             raise HfdlError(f"{asset.package}: {k} is {tuple(v.shape)} {v.dtype}, torchvision vgg16 wants {tuple(target[k].shape)} float32")
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = private_tmp(out)
     save_file(converted, str(tmp), metadata={"source": asset.package, "license": asset.license})
     load_file(str(tmp))
     tmp.replace(out)

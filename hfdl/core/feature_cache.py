@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from hfdl.assets.cache import hfdl_cache_dir
+from hfdl.assets.cache import hfdl_cache_dir, private_tmp
 from hfdl.core.labelled_images import TransformedImages
 
 
@@ -100,7 +100,7 @@ def cached_features(
                     feats.append((forward or pooled_features)(model, x).float().cpu())
                     labels.append(torch.as_tensor(y))
             cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = private_tmp(path)
             save_file({"features": torch.cat(feats), "labels": torch.cat(labels)}, str(tmp), metadata={"key": key_src})
             tmp.replace(path)
             hit = False

@@ -157,14 +157,20 @@ def test_sample_script_prints_seeded_text(compare_run, capsys):
         sample_char_lm.main(["--model", str(compare_run / "gru"), "--top_p", "1.5"])
 
 
-def test_failing_launch_is_one_line_on_stderr(tmp_path):
+def test_a_failing_run_is_one_line_on_stderr(tmp_path, monkeypatch, capsys):
+    """The script's entry point (`run_main`, what `accelerate launch` runs; the launch itself is tested once, by finetune)."""
+    from hfdl.core.cli import run_main
+
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\xff\xfe\xfa not utf-8")
-    proc = _launch("train_char_lm.py", ["--train_file", str(bad), "--output_dir", str(tmp_path / "o")])
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "--encoding" in errors[0]
-    assert "Traceback" not in proc.stderr.split("error:")[0]  # (after it, `accelerate launch` reports the exit status its own way)
+    monkeypatch.setattr(sys, "argv", ["train_char_lm.py", "--train_file", str(bad), "--output_dir", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as exit_:
+        run_main(train_char_lm.main)
+    assert exit_.value.code == 1
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--encoding" in errors[0] and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_two_processes_keep_the_results_contract(corpus, tmp_path):
