@@ -18,7 +18,7 @@ train: setup
 
 test: setup
 	$(VENV)/bin/python tools/check_lock.py
-	$(VENV)/bin/python -m pytest -q -m "not slow and not network and not gpu" $(ARGS)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile -m "not slow and not network and not gpu" $(ARGS)
 
 # Fails (exit 1, one line per package) when .venv differs from requirements.lock; extra packages are not checked.
 # No set-up first: it checks the .venv as it is (./setup.sh installs the locked versions).

@@ -41,12 +41,15 @@ class TrainingArguments:
     schedule fitted to it): epochs cut a budgeted run short only when given explicitly.
     """
 
-    default_epochs: ClassVar[int] = 2
+    default_epochs: ClassVar[float] = 2
 
     output_dir: str | None = field(default=None, metadata={"help": "Where results, models and checkpoints go."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the results of a finished run in --output_dir."})
-    num_train_epochs: int | None = field(
-        default=None, metadata={"help": "Training epochs (default: the task's; with --time_budget_minutes: as many as the budget allows)."}
+    num_train_epochs: float | None = field(
+        default=None,
+        metadata={
+            "help": "Training epochs, fractions allowed as in transformers (default: the task's; with --time_budget_minutes: as many as the budget allows)."
+        },
     )
     max_train_steps: int | None = field(default=None, metadata={"help": "Stop after this many optimizer steps (overrides epochs)."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device for training."})
@@ -84,7 +87,9 @@ class TrainingArguments:
             raise HfdlError("no --output_dir: pass the folder where results, models and checkpoints go")
         if self.lr_scheduler_type is not None and self.lr_scheduler_type not in SCHEDULERS:  # None: a task resolves it
             raise HfdlError(f"--lr_scheduler_type '{self.lr_scheduler_type}' is unknown: use one of {', '.join(SCHEDULERS)}")
-        for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if self.num_train_epochs is not None and not self.num_train_epochs > 0:
+            raise HfdlError(f"--num_train_epochs must be > 0, got {self.num_train_epochs}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise HfdlError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.max_train_steps is not None and self.max_train_steps < 1:
@@ -101,8 +106,9 @@ class TrainingArguments:
             raise HfdlError(f"--checkpointing_steps must be a number or 'epoch', got '{self.checkpointing_steps}'")
 
     @property
-    def epochs(self) -> int:
-        """Epochs to plan for: `--num_train_epochs`, else unbounded under a time budget, else the task's default."""
+    def epochs(self) -> float:
+        """Epochs to plan for: `--num_train_epochs`, else unbounded under a time budget, else the task's default
+        (a fraction: that share of the last epoch's steps)."""
         if self.num_train_epochs is not None:
             return self.num_train_epochs
         return UNBOUNDED_EPOCHS if self.time_budget_minutes else self.default_epochs
@@ -266,7 +272,7 @@ def train(
     # Each process gets every num_processes-th batch once the loader is prepared (accelerate's even batches): the
     # optimizer steps of an epoch, and so the schedule's length and a resume's epoch, count those.
     steps_per_epoch = math.ceil(math.ceil(len(train_dataloader) / accelerator.num_processes) / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or args.epochs * steps_per_epoch
+    max_steps = args.max_train_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
     num_epochs = math.ceil(max_steps / steps_per_epoch)
     budget_s = args.time_budget_minutes * 60 if args.time_budget_minutes else None
     ckpt = resolve_checkpoint(args.resume_from_checkpoint, run_dir)

@@ -88,6 +88,16 @@ def test_bad_arguments_are_one_line_errors():
         TrainingArguments(output_dir="out", checkpointing_steps="often")
     with pytest.raises(HfdlError, match="--lr_scheduler_type 'triangle' is unknown"):
         TrainingArguments(output_dir="out", lr_scheduler_type="triangle")
+    with pytest.raises(HfdlError, match="--num_train_epochs must be > 0, got 0"):
+        TrainingArguments(output_dir="out", num_train_epochs=0)
+
+
+def test_a_fraction_of_an_epoch_is_that_share_of_its_steps_and_the_schedule_ends_there(tmp_path):
+    """As transformers' num_train_epochs: 1.5 epochs of 6 optimizer steps = 9 steps, the cosine annealed at step 9."""
+    _, result = _run(tmp_path, num_train_epochs=1.5)
+    assert result.completed_steps == 9
+    assert [(h["epoch"], h["step"]) for h in result.history] == [(1, 6), (2, 9)]  # evaluated after the first epoch and at the end
+    assert result.history[-1]["lr"] < 1e-9
 
 
 def test_resuming_the_final_checkpoint_still_reports_metrics(tmp_path):
@@ -136,11 +146,11 @@ def test_time_budget_run_decays_to_the_end_and_checkpoints_the_fitted_schedule(t
     import time as _time
 
     def slow_loss(m, b):
-        _time.sleep(0.01)  # the step time the schedule is fitted to
+        _time.sleep(0.03)  # the step time the schedule is fitted to (long enough that a busy machine barely moves it)
         return torch.nn.functional.cross_entropy(m(b[0]), b[1])
 
     model, dl, args = _setup(
-        tmp_path, num_train_epochs=1000, gradient_accumulation_steps=1, time_budget_minutes=2 / 60, warmup_ratio=0.05, checkpointing_steps="40"
+        tmp_path, num_train_epochs=1000, gradient_accumulation_steps=1, time_budget_minutes=3 / 60, warmup_ratio=0.05, checkpointing_steps="20"
     )
     acc = make_accelerator(args)
     _, result = train(acc, model, None, dl, args, tmp_path, compute_loss=slow_loss)

@@ -116,8 +116,8 @@ def run_one(
 
         step_args = replace(training_args, max_train_steps=model_args.max_steps or training_args.max_train_steps)
         model, result = train(accelerator, model, None, train_dl, step_args, run_dir, compute_loss=compute_loss, evaluate=evaluate, run_name=cell_type)
-        planned_steps = step_args.max_train_steps or step_args.epochs * math.ceil(
-            len(x) / accelerator.num_processes / training_args.gradient_accumulation_steps
+        planned_steps = step_args.max_train_steps or max(
+            1, math.ceil(step_args.epochs * math.ceil(len(x) / accelerator.num_processes / training_args.gradient_accumulation_steps))
         )
         for record, sample in zip(result.history[-len(samples) :], samples):
             sample.update(step=record["step"], eval_bpc=record.get("eval_bpc"))
