@@ -4,6 +4,7 @@
                   (cached) and turns any failure into a one-line gr.Error; `bundled_metrics` from provenance.json
     ImageInput    `gr.Image` whose unreadable uploads become a one-line gr.Error
     check_image   no image, or more pixels than MAX_INPUT_PIXELS -> a one-line gr.Error
+    when_given    an endpoint run on an input's change events only while its image is there
 
 Only the Space apps import this module, first of hfdl (it turns off gradio's analytics and the Hub's telemetry
 before gradio loads); `hfdl.hub` does not import it, so nothing else needs gradio.
@@ -105,3 +106,13 @@ def check_image(img, what: str = "image") -> None:
         raise gr.Error(f"No {what}: upload one (or pick an example below)", print_exception=False)
     if img.width * img.height > MAX_INPUT_PIXELS:
         raise gr.Error(f"The {what} has {img.width}x{img.height} pixels, more than this demo decodes: downscale it first", print_exception=False)
+
+
+def when_given(fn: Callable, outputs: int) -> Callable:
+    """`fn(image, *args)` for an input's change events: run while the image is there, nothing shown once it is
+    cleared (the API endpoint itself keeps `fn`, which reports a missing image)."""
+
+    def run(image, *args):
+        return fn(image, *args) if image is not None else (None,) * outputs
+
+    return run

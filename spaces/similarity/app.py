@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 try:  # first: hfdl.hub.space_parts turns off analytics and telemetry before gradio loads
-    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image, when_given
 except ImportError:  # a checkout of the repository: use its hfdl package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image
+    from hfdl.hub.space_parts import ImageInput, ModelMenu, check_image, when_given
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
@@ -160,15 +160,6 @@ def anomaly(image, normal_class=DETECTORS.default):
     return details, _shown(side, 160)
 
 
-def _when_given(fn, outputs: int):
-    """`fn` run when its first input (an image) is there; nothing shown when it was cleared."""
-
-    def run(image, *args):
-        return fn(image, *args) if image is not None else (None,) * outputs
-
-    return run
-
-
 def _embedding_line(name: str, p: dict) -> str | None:
     if p.get("eval_precision_at_1") is None:
         return None
@@ -229,10 +220,10 @@ with gr.Blocks(title="Image similarity") as demo:
 
     # The buttons and the API check their inputs; a new upload or example runs at once (a cleared input clears the outputs).
     search_btn.click(search, [query_in, gallery_in, k_in], [results_out, hits_out], api_name="search")
-    gr.on([query_in.change, gallery_in.change, k_in.release], _when_given(search, 2), [query_in, gallery_in, k_in], [results_out, hits_out], api_name=False)
+    gr.on([query_in.change, gallery_in.change, k_in.release], when_given(search, 2), [query_in, gallery_in, k_in], [results_out, hits_out], api_name=False)
     verify_btn.click(verify, [a_in, b_in, model_in], [verdict_out, details_out], api_name="verify")
     score_btn.click(anomaly, [odd_in, class_in], [score_out, recon_out], api_name="anomaly")
-    gr.on([odd_in.change, class_in.change], _when_given(anomaly, 2), [odd_in, class_in], [score_out, recon_out], api_name=False)
+    gr.on([odd_in.change, class_in.change], when_given(anomaly, 2), [odd_in, class_in], [score_out, recon_out], api_name=False)
 
 
 if __name__ == "__main__":
