@@ -40,3 +40,12 @@ def test_requirements_are_installable_names(name):
         # installed here from the package index by setup.sh: the name exists and resolves
         version = importlib.metadata.version(req.name)
         assert req.specifier.contains(version, prereleases=True), f"{req} does not admit the tested {req.name} {version}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_readme_shows_every_space(name):
+    """The README's Spaces section links each app and shows its Chromium screenshot."""
+    readme = (SPACES.parent / "README.md").read_text()
+    shot = SPACES.parent / "docs" / "spaces" / f"{name}.jpg"
+    assert shot.is_file() and shot.stat().st_size < 200_000
+    assert f"](docs/spaces/{name}.jpg)" in readme and f"](spaces/{name})" in readme
