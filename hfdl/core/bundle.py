@@ -89,14 +89,19 @@ def bundle_run(
         if not change <= max_change:  # NaN fails too
             raise HfdlError(f"the {'fp16 ' if halve else ''}copy changes a {what} by {change:.3g} (> {max_change}); bundle the fp32 file instead")
         (tmp / "provenance.json").write_text(json.dumps(provenance(change), indent=2) + "\n")
-        for f in tmp.iterdir():
-            if f.stat().st_size >= MAX_BYTES:
-                raise HfdlError(f"{f.name} has {f.stat().st_size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit for bundled files")
+        check_sizes(tmp)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return change
+
+
+def check_sizes(folder: Path) -> None:
+    """Every file of a bundle under the project's MAX_BYTES limit, else a one-line error naming the file."""
+    for f in folder.iterdir():
+        if f.stat().st_size >= MAX_BYTES:
+            raise HfdlError(f"{f.name} has {f.stat().st_size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit for bundled files")
 
 
 def describe(target: Path) -> str:

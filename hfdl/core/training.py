@@ -224,6 +224,7 @@ class TrainResult:
     history: list[dict]
     final_metrics: dict[str, float]
     schedule_steps: int | None = None  # the LR schedule's length when fitted to --time_budget_minutes
+    planned_steps: int | None = None  # the steps the arguments asked for (--max_train_steps, else epochs x steps per epoch)
 
     @property
     def train_samples_per_second(self) -> float:
@@ -272,7 +273,7 @@ def train(
     # Each process gets every num_processes-th batch once the loader is prepared (accelerate's even batches): the
     # optimizer steps of an epoch, and so the schedule's length and a resume's epoch, count those.
     steps_per_epoch = math.ceil(math.ceil(len(train_dataloader) / accelerator.num_processes) / args.gradient_accumulation_steps)
-    max_steps = args.max_train_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
+    max_steps = planned_steps = args.max_train_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
     num_epochs = math.ceil(max_steps / steps_per_epoch)
     budget_s = args.time_budget_minutes * 60 if args.time_budget_minutes else None
     ckpt = resolve_checkpoint(args.resume_from_checkpoint, run_dir)
@@ -440,7 +441,7 @@ def train(
             metrics = evaluate(model)
     if args.with_tracking:
         accelerator.end_training()
-    result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics, fit.steps if fit else None)
+    result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics, fit.steps if fit else None, planned_steps)
     return accelerator.unwrap_model(model), result
 
 

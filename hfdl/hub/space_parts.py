@@ -33,7 +33,8 @@ from hfdl.errors import HfdlError  # noqa: E402
 class ModelMenu:
     """The models a Space offers: every folder under `models_dir` with the `required` files (config.json and
     model.safetensors by default; named "NAME (bundled)", NAME = `name(folder)`, the folder's name by default),
-    then the Hub ids or folders in the comma list `$env_var`. `loader(source)` loads one; the last `cache_size`
+    then the Hub ids or folders in the comma list `$env_var`; `first` (menu name -> source) goes before them all
+    (models a Space offers without bundling, such as the offline ImageNet backbones). `loader(source)` loads one; the last `cache_size`
     loaded are kept. `kind` names a model in the errors ("detector"); `empty` replaces the error for a menu
     without models."""
 
@@ -48,9 +49,10 @@ class ModelMenu:
         cache_size: int = 4,
         required: tuple[str, ...] = ("config.json", "model.safetensors"),
         name: Callable[[Path], str] = lambda folder: folder.name,
+        first: dict[str, str] | None = None,
     ):
         self.kind, self.models_dir = kind, Path(models_dir)
-        self.sources: dict[str, str] = {}  # menu name -> folder or Hub id
+        self.sources: dict[str, str] = dict(first or {})  # menu name -> folder, Hub id or name the loader knows
         for d in sorted(self.models_dir.glob("*")):
             if all((d / f).is_file() for f in required):
                 self.sources[f"{name(d)} (bundled)"] = str(d)

@@ -40,9 +40,8 @@ def _load_backbone(name: str):
 
 
 # the offline ImageNet backbones (timm Hub weights where the offline packages are not installed), plus HFDL_EXPLORER_BACKBONES
-BACKBONES = ModelMenu("backbone", HERE / "models", "HFDL_EXPLORER_BACKBONES", _load_backbone)
-BACKBONES.sources = {**{name: name for name in ("tf_efficientnet_lite0", "mobilenetv2_100")}, **BACKBONES.sources}
-BACKBONES.choices, BACKBONES.default = list(BACKBONES.sources), "tf_efficientnet_lite0"
+OFFLINE = {name: name for name in ("tf_efficientnet_lite0", "mobilenetv2_100")}
+BACKBONES = ModelMenu("backbone", HERE / "models", "HFDL_EXPLORER_BACKBONES", _load_backbone, first=OFFLINE)
 
 
 def _error(err: HfdlError) -> gr.Error:

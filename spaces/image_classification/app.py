@@ -35,9 +35,9 @@ def _load(source: str):
 
 
 # the offline ImageNet backbones, the bundled heads under models/, then HFDL_CLASSIFIER_MODELS (Hub ids or folders)
-MODELS = ModelMenu("classifier", HERE / "models", "HFDL_CLASSIFIER_MODELS", _load, required=("config.json", HEAD_FILE), cache_size=6)
-MODELS.sources = {**{k: k for k in IMAGENET}, **MODELS.sources}
-MODELS.choices, MODELS.default = list(MODELS.sources), next(iter(IMAGENET))
+MODELS = ModelMenu(
+    "classifier", HERE / "models", "HFDL_CLASSIFIER_MODELS", _load, required=("config.json", HEAD_FILE), cache_size=6, first={k: k for k in IMAGENET}
+)
 
 
 def classify(image, model_name=MODELS.default):

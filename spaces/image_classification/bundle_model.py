@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # a checkout of the repository: use its hfdl package
 
-from hfdl.core.bundle import check_name, check_run_dir, describe, read_json  # noqa: E402
+from hfdl.core.bundle import check_name, check_run_dir, check_sizes, describe, read_json  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
 
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None, models_dir: Path = HERE / "models") -> P
             change = max(float((a.probabilities(im) - b.probabilities(im)).abs().max()) for im in probe)
             if change > 1e-5:
                 raise HfdlError(f"the bundled head classifies differently from the run's folder (probabilities move by {change:.2g})")
+            check_sizes(tmp)
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
         finally:

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # a checkout of the repository: use its hfdl package
 
-from hfdl.core.bundle import MAX_BYTES, bundle_run, check_name, check_run_dir, describe, read_json  # noqa: E402
+from hfdl.core.bundle import bundle_run, check_name, check_run_dir, check_sizes, describe, read_json  # noqa: E402
 from hfdl.errors import HfdlError  # noqa: E402
 
 MAX_EMBEDDING_CHANGE = 0.01  # largest change of an embedding coordinate (unit vectors) the float16 copy may cause
@@ -99,7 +99,7 @@ def bundle_embedding(run_dir: Path, name: str, models_dir: Path) -> list[Path]:
         config = json.loads((tmp / "index_config.json").read_text())
         checks = {"precision_at_5_float32_index": precision[0], "precision_at_5": precision[1], "largest_top5_score_change": score_change}
         (tmp / "index_config.json").write_text(json.dumps({**config, **checks}, indent=2))
-        _check_sizes(tmp)
+        check_sizes(tmp)
         shutil.rmtree(gallery_dir, ignore_errors=True)
         tmp.rename(gallery_dir)
     finally:
@@ -153,12 +153,6 @@ def bundle_autoencoders(run_dir: Path, models_dir: Path) -> list[Path]:
         )  # fmt: skip
         out.append(target)
     return out
-
-
-def _check_sizes(folder: Path) -> None:
-    for f in folder.iterdir():
-        if f.stat().st_size >= MAX_BYTES:
-            raise HfdlError(f"{f.name} has {f.stat().st_size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit for bundled files")
 
 
 def main(argv: list[str] | None = None, models_dir: Path = HERE / "models") -> list[Path]:

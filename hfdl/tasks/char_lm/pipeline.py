@@ -116,9 +116,6 @@ def run_one(
 
         step_args = replace(training_args, max_train_steps=model_args.max_steps or training_args.max_train_steps)
         model, result = train(accelerator, model, None, train_dl, step_args, run_dir, compute_loss=compute_loss, evaluate=evaluate, run_name=cell_type)
-        planned_steps = step_args.max_train_steps or max(
-            1, math.ceil(step_args.epochs * math.ceil(len(x) / accelerator.num_processes / training_args.gradient_accumulation_steps))
-        )
         for record, sample in zip(result.history[-len(samples) :], samples):
             sample.update(step=record["step"], eval_bpc=record.get("eval_bpc"))
         model.eval()
@@ -151,7 +148,7 @@ def run_one(
         "completed_steps": result.completed_steps,
         "chars_trained": chars_trained,
         "epochs": chars_trained / max(1, data.train_chars),
-        "stopped_by_time_budget": bool(training_args.time_budget_minutes) and result.completed_steps < planned_steps,
+        "stopped_by_time_budget": bool(training_args.time_budget_minutes) and result.completed_steps < result.planned_steps,
         **({"schedule_steps": result.schedule_steps} if result.schedule_steps else {}),
         "peak_rss_mb": mem.peak_rss_mb,
         "train_chars": data.train_chars,

@@ -132,9 +132,9 @@ def _head_bundle(folder: Path) -> Classifier:
 
 
 def _data_config(model: nn.Module) -> dict:
-    from timm.data import resolve_data_config
+    from hfdl.core.feature_cache import data_config_for
 
-    return resolve_data_config({}, model=model)
+    return data_config_for(model, None)
 
 
 def load_any_classifier(source: str) -> Classifier:

@@ -129,12 +129,12 @@ def pool(image, kind: str = "max", size: int = 2, stride: int | None = None) -> 
 
 
 def _model_input(backbone: nn.Module, image) -> torch.Tensor:
-    from timm.data import create_transform, resolve_data_config
+    from timm.data import create_transform
 
+    from hfdl.core.feature_cache import data_config_for
     from hfdl.core.images import to_rgb
 
-    cfg = resolve_data_config({}, model=backbone)
-    return create_transform(**cfg, is_training=False)(to_rgb(image))[None]
+    return create_transform(**data_config_for(backbone, None), is_training=False)(to_rgb(image))[None]
 
 
 def _normalise_each(maps: torch.Tensor) -> torch.Tensor:
