@@ -42,4 +42,5 @@ bench: setup
 	$(VENV)/bin/python benchmarks/char_lm.py
 	$(VENV)/bin/python benchmarks/style.py
 	$(VENV)/bin/python benchmarks/detection.py
+	$(VENV)/bin/python benchmarks/forecasting.py
 	$(VENV)/bin/python benchmarks/spaces.py

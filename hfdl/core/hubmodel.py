@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,7 +25,9 @@ class StrictHubMixin(PyTorchModelHubMixin):
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, strict: bool = True, **kwargs):
         """Load from a local folder or a Hub id, strictly, in eval mode."""
         try:
-            model = super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
+            # the mixin prints "Loading weights from local directory" to stdout, which breaks scripts whose stdout is JSON
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = super().from_pretrained(pretrained_model_name_or_path, strict=strict, **kwargs)
         except HfdlError:
             raise
         except Exception as err:

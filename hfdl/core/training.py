@@ -117,6 +117,13 @@ class TrainingArguments:
 UNBOUNDED_EPOCHS = 1_000_000  # a budgeted run without --num_train_epochs: the clock stops it
 
 
+def decay_groups(model: torch.nn.Module) -> list[dict]:
+    """AdamW parameter groups as timm and transformers make them: weight decay on weight matrices and kernels,
+    none on biases, norm scales and other 1-d parameters; frozen parameters left out."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() > 1]}, {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+
+
 def make_accelerator(args: TrainingArguments) -> Accelerator:
     """One Accelerator per script; seedable samplers make the data order a function of (seed, epoch)."""
     return Accelerator(
@@ -261,13 +268,11 @@ def train(
             )
         parts = train_step.parts(model)
         optimizers = {
-            name: torch.optim.AdamW(
-                [p for p in part.parameters() if p.requires_grad], lr=lr, weight_decay=args.weight_decay, fused=fused, **train_step.optimizer_options(name)
-            )
+            name: torch.optim.AdamW(decay_groups(part), lr=lr, weight_decay=args.weight_decay, fused=fused, **train_step.optimizer_options(name))
             for name, part in parts.items()
         }
     else:
-        groups = optimizer_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        groups = optimizer_groups or decay_groups(model)
         parts = {"model": model}
         optimizers = {"model": torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay, fused=fused)}
     # Each process gets every num_processes-th batch once the loader is prepared (accelerate's even batches): the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-TASKS = ("classification", "char_lm", "detection", "segmentation", "style", "generative", "similarity", "anomaly")
+TASKS = ("classification", "char_lm", "detection", "segmentation", "style", "generative", "similarity", "anomaly", "forecasting", "text_classification")
 
 
 def load_all() -> None:

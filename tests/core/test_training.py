@@ -191,3 +191,15 @@ def test_constant_schedule_under_a_time_budget_runs_until_the_clock_stops_it(tmp
     acc.free_memory()
     assert result.train_seconds >= 1.5 * 60 / 60 * 0.95  # stopped by the clock, not by the fitted length
     assert result.history[-1]["lr"] == pytest.approx(args.learning_rate)
+
+
+def test_weight_decay_skips_biases_and_norms_and_frozen_parameters():
+    from hfdl.core.training import decay_groups
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    model(torch.randn(1, 3, 5, 5))
+    model[0].weight.requires_grad_(False)
+    decayed, plain = decay_groups(model)
+    assert [p.shape for p in decayed["params"]] == [model[3].weight.shape]
+    assert {id(p) for p in plain["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    assert plain["weight_decay"] == 0.0 and "weight_decay" not in decayed  # the optimizer's own value

@@ -252,3 +252,29 @@ def test_dataset_source_joins_rows_and_names_missing_columns(tmp_path):
     assert text == "first line\nsecond line" and source.startswith("dataset")
     with pytest.raises(HfdlError, match="--text_column 'body' is not in dataset.*id, text"):
         load_text(dataset_name=str(tmp_path / "ds"), text_column="body")
+
+
+def test_char_transformer_is_causal_and_scores_every_validation_character_once():
+    """The benchmark's transformer baseline: a later character never changes an earlier prediction, and the windowed
+    evaluation scores each target exactly once, from at least half a block of context (first half-block excepted)."""
+    from hfdl.tasks.char_lm.transformer import CharTransformer, evaluate_windows
+
+    torch.manual_seed(0)
+    model = CharTransformer(vocab_size=11, block_size=16, num_layers=2, heads=2, width=16).eval()
+    ids = torch.randint(0, 11, (1, 16))
+    changed = ids.clone()
+    changed[0, 10] = (changed[0, 10] + 1) % 11
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+    assert torch.equal(a[0, :10], b[0, :10]) and not torch.equal(a[0, 10:], b[0, 10:])
+    stream = torch.randint(0, 11, (203,))
+    want, count = 0.0, 0
+    with torch.no_grad():
+        for target in range(1, 203):  # target position -> the window the evaluation uses for it
+            start = 0 if target <= 16 else min(8 * ((target - 17) // 8 + 1), 202 - 16)
+            start = max(0, min(start, target - 8)) if target > 16 else 0
+            ctx = stream[start:target]
+            logits = model(ctx[None])[0, -1]
+            want += torch.nn.functional.cross_entropy(logits[None], stream[target][None]).item()
+            count += 1
+    assert abs(evaluate_windows(model, stream) - want / count) < 1e-5
