@@ -43,4 +43,5 @@ bench: setup
 	$(VENV)/bin/python benchmarks/style.py
 	$(VENV)/bin/python benchmarks/detection.py
 	$(VENV)/bin/python benchmarks/forecasting.py
+	$(VENV)/bin/python benchmarks/text_classification.py
 	$(VENV)/bin/python benchmarks/spaces.py

@@ -50,7 +50,16 @@ CORPORA: dict[str, CorpusAsset] = {
     ),
 }
 
-_AUSTEN_BOOKS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")  # janeaustenr::austen_books() order
+# janeaustenr's data object -> title, in janeaustenr::austen_books() order (publication order, Northanger Abbey posthumous)
+AUSTEN_TITLES = {
+    "sensesensibility": "Sense and Sensibility",
+    "prideprejudice": "Pride and Prejudice",
+    "mansfieldpark": "Mansfield Park",
+    "emma": "Emma",
+    "northangerabbey": "Northanger Abbey",
+    "persuasion": "Persuasion",
+}
+_AUSTEN_JOINER = "\n\n\n"  # between books in load_corpus("austen")
 
 
 def _unpacked_debs(asset: CorpusAsset, needed: tuple[str, ...]) -> Path:
@@ -88,7 +97,8 @@ def _unpacked_debs(asset: CorpusAsset, needed: tuple[str, ...]) -> Path:
     return root
 
 
-def _read_austen(root: Path) -> str:
+def _read_austen(root: Path) -> dict[str, str]:
+    """Title -> text of each novel, read from janeaustenr's lazy-load database (one R character vector of lines per book)."""
     import gzip as _gzip
     import warnings
     import zlib
@@ -101,13 +111,29 @@ def _read_austen(root: Path) -> str:
     data = root / "usr/lib/R/site-library/janeaustenr/data"
     index = rdata.conversion.convert(rdata.parser.parse_data(_gzip.decompress((data / "Rdata.rdx").read_bytes())))
     blob = (data / "Rdata.rdb").read_bytes()
-    books = []
-    for name in _AUSTEN_BOOKS:
+    books = {}
+    for name, title in AUSTEN_TITLES.items():
         offset, length = (int(v) for v in index["variables"][name])
         raw = zlib.decompress(blob[offset + 4 : offset + length])  # each entry: 4-byte length + zlib stream
         lines = rdata.conversion.convert(rdata.parser.parse_data(raw, extension="rds"))
-        books.append("\n".join(str(line) for line in lines).strip("\n"))
-    return "\n\n\n".join(books) + "\n"
+        books[title] = "\n".join(str(line) for line in lines).strip("\n")
+    return books
+
+
+def load_austen_books() -> dict[str, str]:
+    """Jane Austen's six novels, title -> text in publication order (`AUSTEN_TITLES`), extracted once and cached as
+    `hfdl_cache_dir()/corpora/austen/books.json`. `load_corpus("austen")` is these texts joined by two blank lines: the
+    book boundaries cannot be recovered from that text (the books hold triple line breaks of their own)."""
+    asset = CORPORA["austen"]
+    out = hfdl_cache_dir() / "corpora" / "austen" / "books.json"
+    if out.is_file():
+        return json.loads(out.read_text(encoding="utf-8"))
+    books = _read_austen(_unpacked_debs(asset, (asset.probe,)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = private_tmp(out)
+    tmp.write_text(json.dumps(books, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(out)
+    return books
 
 
 def _read_kjv(root: Path) -> str:
@@ -131,7 +157,7 @@ def load_corpus(name: str) -> str:
     if out.is_file():
         return out.read_text(encoding="utf-8")
     if name == "austen":
-        text = _read_austen(_unpacked_debs(asset, (asset.probe,)))
+        text = _AUSTEN_JOINER.join(load_austen_books().values()) + "\n"
     else:
         text = _read_kjv(_unpacked_debs(asset, (asset.probe, "usr/bin/bible")))
     out_dir.mkdir(parents=True, exist_ok=True)

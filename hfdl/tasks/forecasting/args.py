@@ -30,7 +30,8 @@ class ForecastModelArguments:
     num_layers: int = field(default=1, metadata={"help": "Stacked recurrent layers (conv blocks, hidden layers for mlp)."})
     hidden_size: int = field(default=64, metadata={"help": "Units per recurrent layer (channels for conv1d, units for mlp)."})
     bidirectional: bool = field(
-        default=True, metadata={"help": "Read the past window both ways (recurrent types; --no_bidirectional: forward only). --compare names say it: gru, bigru."}
+        default=True,
+        metadata={"help": "Read the past window both ways (recurrent types; --no_bidirectional: forward only). --compare names say it: gru, bigru."},
     )
     dropout: float = field(default=0.3, metadata={"help": "Dropout on each recurrent layer's inputs (one mask per sequence) and before the head."})
     recurrent_dropout: float = field(
