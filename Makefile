@@ -40,6 +40,7 @@ bench: setup
 	$(VENV)/bin/python benchmarks/feature_cache.py
 	$(VENV)/bin/python benchmarks/loop_overhead.py
 	$(VENV)/bin/python benchmarks/char_lm.py
+	$(VENV)/bin/python benchmarks/char_lm_vs_transformer.py
 	$(VENV)/bin/python benchmarks/style.py
 	$(VENV)/bin/python benchmarks/detection.py
 	$(VENV)/bin/python benchmarks/forecasting.py

@@ -6,7 +6,7 @@ what `timm.create_model(..., pretrained=True)` and `datasets.load_dataset(...)` 
 default run and the tests use real pretrained features offline. Every asset records its origin and
 license; model cards repeat them. With internet, Hub ids remain the first-class path.
 
-One module per kind: `backbones` (ImageNet classifiers), `features` (frozen perceptual networks),
+One module per kind: `backbones` (ImageNet classifiers), `features` (frozen perceptual networks), `series` (time series),
 `datasets` (image datasets), `corpora` (texts), `photos` (real photos); `cache` says where conversions live.
 """
 
