@@ -172,7 +172,9 @@ class Forecaster(nn.Module, StrictHubMixin):
     @torch.inference_mode()
     def forecast(self, window: np.ndarray | torch.Tensor, horizon: int | None = None) -> np.ndarray:
         """Raw window(s) (lookback, F) or (B, lookback, F), features in `feature_names` order -> raw forecast(s) (horizon,) / (B, horizon)."""
-        x = torch.as_tensor(np.array(window, dtype=np.float32) if not torch.is_tensor(window) else window, dtype=torch.float32)  # a copy: pandas views are read-only
+        x = torch.as_tensor(
+            np.array(window, dtype=np.float32) if not torch.is_tensor(window) else window, dtype=torch.float32
+        )  # a copy: pandas views are read-only
         single = x.dim() == 2
         x = x.unsqueeze(0) if single else x
         if x.shape[1:] != (self.lookback, len(self.feature_names)):
