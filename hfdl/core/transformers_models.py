@@ -131,3 +131,24 @@ class TransformersTask:
         if isinstance(err, HfdlError):
             return err
         return HfdlError(f"could not load a transformers {self.kind} from '{path_or_id}' ({type(err).__name__}: {first_line(err)}): {self.load_hint}")
+
+
+def load_own_pretrained(model_class, path_or_id: str, what: str, script: str):
+    """(model, tokenizer) of a folder or Hub repo written by an hfdl script, loaded with hfdl's own `model_class`
+    (no remote code runs) and its `PreTrainedTokenizerFast`, strictly: a missing, unexpected or mismatched weight
+    is a one-line error, as is a folder without `config.json` or an unreachable id. `what` names the model in the
+    messages ("char-LM"), `script` the script that writes such folders."""
+    from transformers import PreTrainedTokenizerFast
+
+    local = Path(path_or_id)
+    if local.exists() and not (local / "config.json").is_file():
+        raise HfdlError(f"{local} has no config.json: pass a folder written by scripts/{script} (or a Hub id)")
+    try:
+        model, info = model_class.from_pretrained(path_or_id, output_loading_info=True)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path_or_id)
+    except OSError as err:
+        raise HfdlError(f"could not load {what} '{path_or_id}' ({str(err).splitlines()[0][:160]}): pass a local folder or a reachable Hub id") from err
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise HfdlError(f"{what} '{path_or_id}' does not match its config ({bad}): the weights are damaged or from another model")
+    return model, tokenizer

@@ -7,7 +7,6 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 
@@ -238,19 +237,9 @@ class CharGenerator:
 
 def load_char_lm(path_or_id: str, device: str | torch.device | None = None) -> CharGenerator:
     """Load a saved char-LM folder or Hub repo with hfdl's own class (no remote code), strictly."""
-    from transformers import PreTrainedTokenizerFast
+    from hfdl.core.transformers_models import load_own_pretrained
 
-    local = Path(path_or_id)
-    if local.exists() and not (local / "config.json").is_file():
-        raise _UserError(f"{local} has no config.json: pass a folder written by scripts/train_char_lm.py (or a Hub id)")
-    try:
-        model, info = CharLMForCausalLM.from_pretrained(path_or_id, output_loading_info=True)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path_or_id)
-    except OSError as err:
-        raise _UserError(f"could not load char-LM '{path_or_id}' ({str(err).splitlines()[0][:160]}): pass a local folder or a reachable Hub id") from err
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-    if bad:
-        raise _UserError(f"char-LM '{path_or_id}' does not match its config ({bad}): the weights are damaged or from another model")
+    model, tokenizer = load_own_pretrained(CharLMForCausalLM, path_or_id, "char-LM", "train_char_lm.py")
     if device is not None:
         model = model.to(device)
     return CharGenerator(model, tokenizer)

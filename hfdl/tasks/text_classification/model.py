@@ -3,11 +3,8 @@ repo (no remote code runs). What scripts and Spaces import."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from hfdl.errors import HfdlError
 from hfdl.tasks.text_classification.text_rnn import TextRNNForSequenceClassification
 
 
@@ -41,17 +38,7 @@ class TextClassifier:
 
 def load_text_classifier(path_or_id: str, device: str | torch.device | None = None) -> TextClassifier:
     """Load a saved folder or Hub repo with hfdl's own class (no remote code), strictly."""
-    from transformers import PreTrainedTokenizerFast
+    from hfdl.core.transformers_models import load_own_pretrained
 
-    local = Path(path_or_id)
-    if local.exists() and not (local / "config.json").is_file():
-        raise HfdlError(f"{local} has no config.json: pass a folder written by scripts/train_text_classifier.py (or a Hub id)")
-    try:
-        model, info = TextRNNForSequenceClassification.from_pretrained(path_or_id, output_loading_info=True)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path_or_id)
-    except OSError as err:
-        raise HfdlError(f"could not load text classifier '{path_or_id}' ({str(err).splitlines()[0][:160]}): pass a local folder or a reachable Hub id") from err
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-    if bad:
-        raise HfdlError(f"text classifier '{path_or_id}' does not match its config ({bad}): the weights are damaged or from another model")
+    model, tokenizer = load_own_pretrained(TextRNNForSequenceClassification, path_or_id, "text classifier", "train_text_classifier.py")
     return TextClassifier(model if device is None else model.to(device), tokenizer)
