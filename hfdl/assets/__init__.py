@@ -14,13 +14,13 @@ from hfdl.assets.backbones import BACKBONES, BackboneAsset, backbone_safetensors
 from hfdl.assets.cache import hfdl_cache_dir
 from hfdl.assets.composites import COMPOSITES, SEGMENTATION_LABELS, category_names, composite_dataset
 from hfdl.assets.corpora import AUSTEN_TITLES, CORPORA, CorpusAsset, load_austen_books, load_corpus
-from hfdl.assets.datasets import DATASETS, FASHION_MNIST_LABELS, DatasetAsset, load_offline_dataset
+from hfdl.assets.datasets import DATASETS, FASHION_MNIST_LABELS, DatasetAsset, load_offline_dataset, load_offline_split
 from hfdl.assets.features import VGG16_FEATURES, vgg16_features_safetensors
 from hfdl.assets.photos import OFFLINE_PHOTOS, OFFLINE_PHOTOS_PROVENANCE, offline_photos
 
 __all__ = [
     "AUSTEN_TITLES", "BACKBONES", "COMPOSITES", "CORPORA", "DATASETS", "FASHION_MNIST_LABELS", "OFFLINE_PHOTOS", "OFFLINE_PHOTOS_PROVENANCE",
     "SEGMENTATION_LABELS", "VGG16_FEATURES", "BackboneAsset", "CorpusAsset", "DatasetAsset", "backbone_safetensors",
-    "category_names", "composite_dataset", "create_offline_backbone", "hfdl_cache_dir", "load_austen_books", "load_corpus", "load_offline_dataset",
+    "category_names", "composite_dataset", "create_offline_backbone", "hfdl_cache_dir", "load_austen_books", "load_corpus", "load_offline_dataset", "load_offline_split",
     "offline_photos", "vgg16_features_safetensors",
 ]  # fmt: skip

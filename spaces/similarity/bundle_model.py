@@ -8,7 +8,8 @@ An embedding run becomes `models/embedding/NAME/` (the weights as float16: an em
 at most 0.01) and `models/gallery/NAME/`: the run's evaluation split embedded by the bundled copy with
 `build_index` (the Fashion-MNIST test split for the offline default), kept compact (float16 embeddings and no
 FAISS file; the app rebuilds the exact flat index, and the bundle checks that its neighbours' scores and
-precision@5 are the full index's).
+precision@5 are the full index's). When the gallery is an offline asset's split (Fashion-MNIST test), its images are
+not bundled: checked equal to that split row for row, they are read from the asset, or its Hub equivalent.
 
 An anomaly run becomes `models/anomaly/CLASS/` for each of its autoencoders (float16: a test image's score may move
 by at most 1% of the normal images' median score), each with the copy's scores of the normal class's test images
@@ -47,6 +48,18 @@ def _data(run: dict):
     return load_labelled_data(SimpleNamespace(**args), run.get("seed", 42))
 
 
+def _images_from(run: dict, data) -> dict | None:
+    """Where the gallery's images come from when they are an offline asset's split (what the Space then does not
+    bundle: `load_index` takes them from the asset, or its Hub equivalent), else None (the images are bundled)."""
+    from hfdl import assets
+
+    name = run["data_args"].get("dataset_name")
+    if name not in assets.DATASETS or data.eval_split not in ("test", "validation"):  # a holdout's rows are not a split's
+        return None
+    hub = assets.DATASETS[name].hub_equivalent
+    return {"dataset": name, "hub_equivalent": hub if "/" in hub and " " not in hub else None, "split": data.eval_split, "column": data.image_column}
+
+
 def bundle_embedding(run_dir: Path, name: str, models_dir: Path) -> list[Path]:
     import torch
 
@@ -80,7 +93,7 @@ def bundle_embedding(run_dir: Path, name: str, models_dir: Path) -> list[Path]:
             model, f"models/embedding/{name}", data.eval, data.image_column, data.label_column, full, f"{data.source}, split {data.eval_split}", overwrite=True
         )
         shutil.rmtree(tmp, ignore_errors=True)
-        compact_index(full, tmp)
+        compact_index(full, tmp, images_from=_images_from(run, data))
         reference, _ = load_index(full)
         compact, _ = load_index(tmp)
         # Trained classes sit in tight clusters (neighbours differ in the 5th decimal of cosine), so float16 reorders

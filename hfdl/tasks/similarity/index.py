@@ -103,6 +103,16 @@ def load_index(folder_or_repo: str | Path) -> tuple[datasets.Dataset, dict]:
         raise HfdlError(f"{folder_or_repo} is not an hfdl index (no {INDEX_CONFIG}): build one with scripts/build_index.py")
     config = json.loads((folder / INDEX_CONFIG).read_text())
     gallery = datasets.Dataset.from_parquet(str(folder / GALLERY))
+    if "images_from" in config:  # a compact copy that names its images' source split instead of holding them
+        images = source_images(config["images_from"])
+        if config["images_from"]["column"] != config["image_column"]:
+            images = images.rename_column(config["images_from"]["column"], config["image_column"])
+        if len(images) != len(gallery):
+            raise HfdlError(
+                f"{folder_or_repo}: its images come from {config['images_from']['dataset']} {config['images_from']['split']} ({len(images)} rows), "
+                f"but the gallery has {len(gallery)}: rebuild the index with scripts/build_index.py"
+            )
+        gallery = datasets.concatenate_datasets([images, gallery], axis=1)
     if (folder / FAISS_FILE).is_file():
         gallery.load_faiss_index(COLUMN, str(folder / FAISS_FILE))
     else:  # a compact copy: the exact flat index, rebuilt from the stored float16 embeddings made unit length again
@@ -115,18 +125,50 @@ def load_index(folder_or_repo: str | Path) -> tuple[datasets.Dataset, dict]:
     return gallery, config
 
 
-def compact_index(folder: str | Path, out: str | Path) -> dict:
+def compact_index(folder: str | Path, out: str | Path, images_from: dict | None = None) -> dict:
     """A smaller copy of an index folder for bundling: the embeddings as float16 in the parquet file, no FAISS file
-    (`load_index` rebuilds the exact flat index). Returns the copy's config."""
+    (`load_index` rebuilds the exact flat index). Returns the copy's config.
+
+    `images_from` ({"dataset": an offline asset name, "hub_equivalent": its Hub id, "split", "column"}): the gallery's
+    images are that split's, row for row (checked pixel for pixel here), so the copy keeps only their source's name and
+    `load_index` takes them from the offline asset, or from the Hub where the asset is not installed."""
     folder, out = Path(folder), Path(out)
     config = json.loads((folder / INDEX_CONFIG).read_text())
     gallery = datasets.Dataset.from_parquet(str(folder / GALLERY))
-    gallery = gallery.cast_column(COLUMN, datasets.Sequence(datasets.Value("float16")))
+    if COLUMN in gallery.features and gallery.features[COLUMN].feature.dtype != "float16":
+        gallery = gallery.cast_column(COLUMN, datasets.Sequence(datasets.Value("float16")))
+    if images_from is not None:
+        _check_same_images(gallery[config["image_column"]], source_images(images_from)[images_from["column"]], images_from)
+        gallery = gallery.remove_columns(config["image_column"])
+        config = {**config, "images_from": images_from}
     out.mkdir(parents=True, exist_ok=True)
     gallery.to_parquet(str(out / GALLERY))
     config = {**config, "embeddings_dtype": "float16", "faiss": "flat index rebuilt on load"}
     (out / INDEX_CONFIG).write_text(json.dumps(config, indent=2))
     return config
+
+
+def source_images(images_from: dict) -> datasets.Dataset:
+    """The split a compact gallery's images are the rows of (its image column only): the offline asset when it is
+    installed, else its Hub equivalent (what a Space on the Hub does)."""
+    from hfdl import assets
+
+    try:
+        split = assets.load_offline_split(images_from["dataset"], images_from["split"])
+    except HfdlError:
+        if not images_from.get("hub_equivalent"):
+            raise
+        from hfdl.core.images import load_image_dataset
+
+        split = load_image_dataset(images_from["hub_equivalent"])[0][images_from["split"]]
+    return split.select_columns([images_from["column"]])
+
+
+def _check_same_images(ours, theirs, images_from: dict) -> None:
+    import numpy as np
+
+    if len(ours) != len(theirs) or any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(ours, theirs)):
+        raise HfdlError(f"the gallery's images are not {images_from['dataset']} {images_from['split']}, row for row: bundle the index with its images")
 
 
 def check_model(model: EmbeddingModel, config: dict, model_reference: str) -> None:

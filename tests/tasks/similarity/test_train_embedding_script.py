@@ -12,6 +12,7 @@ import sys
 
 import hub_servers
 import numpy as np
+import datasets
 import pytest
 import torch
 from conftest import REPO, accelerate_launch, two_processes
@@ -121,6 +122,29 @@ def test_a_compact_index_answers_as_the_full_one(launched, tmp_path):
     assert (got[:, 0] == np.arange(50)).all() and got_scores.max() <= 1.0 + 1e-6  # each finds itself; unit vectors again
     labels = np.asarray(a["label"])
     assert (labels[got] == labels[want]).mean() > 0.95
+
+
+def test_a_compact_index_of_an_offline_split_names_its_images_and_loads_them_back(launched, tmp_path):
+    """What the Space bundles for the Fashion-MNIST test split, here on the digits asset: the images are not copied but
+    named (checked pixel for pixel against the split), and load_index joins them back, row for row."""
+    from hfdl.tasks.similarity.index import GALLERY, compact_index
+
+    full, small = tmp_path / "full", tmp_path / "small"
+    build_index.main(["--model", str(launched), "--dataset_name", "digits", "--split", "train", "--output_dir", str(full)])
+    source = {"dataset": "digits", "hub_equivalent": None, "split": "train", "column": "image"}
+    config = compact_index(full, small, images_from=source)
+    assert config["images_from"] == source and "image" not in datasets.Dataset.from_parquet(str(small / GALLERY)).column_names
+    (a, _), (b, cfg) = load_index(full), load_index(small)
+    assert b.column_names == a.column_names and cfg == config
+    for i in (0, 901, 1796):
+        assert np.array_equal(np.asarray(a[i]["image"]), np.asarray(b[i]["image"])) and a[i]["label"] == b[i]["label"]
+    queries = np.asarray(a.with_format("numpy")["embeddings"][:20], dtype=np.float32)
+    assert (a.search_batch("embeddings", queries, k=3)[1] == b.search_batch("embeddings", queries, k=3)[1]).all()
+    part = tmp_path / "part"  # 300 rows are not the split
+    build_index.main(["--model", str(launched), "--dataset_name", "digits", "--split", "train", "--max_samples", "300", "--output_dir", str(part)])
+    with pytest.raises(HfdlError, match="the gallery's images are not digits train, row for row: bundle the index with its images"):
+        compact_index(part, tmp_path / "bad", images_from=source)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_resume_is_exact(tmp_path):
