@@ -91,3 +91,49 @@ def _load_error(name: str, err: Exception) -> HfdlError:
             f"prefetch it online with `python scripts/pull.py {_hub_id(name)}`, or use an offline backbone: {offline}"
         )
     return HfdlError(f"could not load model '{name}' ({type(err).__name__}: {text}): check the name, or use an offline backbone: {offline}")
+
+
+def freeze_until_stride(backbone: nn.Module, stride: int) -> list[nn.Module]:
+    """Freeze a timm `features_only` backbone's stem and early stages: every module that runs up to and including
+    its output at `stride` (torchvision's `trainable_backbone_layers`, Detectron2's `freeze_at`).
+
+    Their weights stop requiring gradients, so backward skips the costliest, highest-resolution layers; the
+    returned modules must stay in eval mode while the rest trains (their BatchNorm statistics stay the pretrained
+    ones): see `train_except`. `stride` 0 freezes nothing."""
+    if not stride:
+        return []
+    stages = {info["reduction"]: info["module"] for info in backbone.feature_info.info}
+    if stride not in stages:
+        raise HfdlError(
+            f"--freeze_until_stride {stride}: this backbone's stages end at strides {', '.join(map(str, sorted(stages)))}: use one of them, or 0 to train every layer"
+        )
+    target, frozen = stages[stride], []
+    for name, child in backbone.named_children():  # registration order is execution order in timm's feature nets
+        if name == target:
+            frozen.append(child)
+            break
+        if target.startswith(name + "."):  # a stage inside a container (efficientnet's blocks.1)
+            for sub, grandchild in child.named_children():
+                frozen.append(grandchild)
+                if f"{name}.{sub}" == target:
+                    break
+            else:
+                raise HfdlError(f"--freeze_until_stride {stride}: cannot find the stage {target} in this backbone: use 0 to train every layer")
+            break
+        frozen.append(child)
+    else:
+        raise HfdlError(f"--freeze_until_stride {stride}: cannot find the stage {target} in this backbone: use 0 to train every layer")
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def train_except(frozen: list[nn.Module]):
+    """The shared loop's `train_mode` for a model whose `frozen` modules keep their pretrained BatchNorm statistics."""
+
+    def train_mode(model: nn.Module) -> None:
+        model.train()
+        for module in frozen:
+            module.eval()
+
+    return train_mode

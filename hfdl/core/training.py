@@ -75,6 +75,13 @@ class TrainingArguments:
         },
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
+    model_ema_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the weights (timm's ModelEmaV3, decay warmed up as 1 - (1 + step)^-3/4 to at most this): "
+            "evaluated, saved and published in place of the raw weights. 0 or None: off."
+        },
+    )
     debug: bool = field(default=False, metadata={"help": "Show full tracebacks instead of one-line errors."})
 
     def with_unset(self, **defaults):
@@ -102,6 +109,8 @@ class TrainingArguments:
             raise HfdlError(f"--eval_steps must be >= 1, got {self.eval_steps}")
         if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
             raise HfdlError(f"--time_budget_minutes must be > 0, got {self.time_budget_minutes}")
+        if self.model_ema_decay is not None and not 0 <= self.model_ema_decay < 1:
+            raise HfdlError(f"--model_ema_decay must be in [0, 1) (e.g. 0.999), got {self.model_ema_decay}")
         if self.checkpointing_steps is not None and self.checkpointing_steps != "epoch" and not str(self.checkpointing_steps).isdigit():
             raise HfdlError(f"--checkpointing_steps must be a number or 'epoch', got '{self.checkpointing_steps}'")
 
@@ -115,6 +124,7 @@ class TrainingArguments:
 
 
 UNBOUNDED_EPOCHS = 1_000_000  # a budgeted run without --num_train_epochs: the clock stops it
+EMA_WARMUP_POWER = 3 / 4  # timm's value for runs of thousands of steps: decay 0.99 at step 464, 0.995 at 1,170
 
 
 def decay_groups(model: torch.nn.Module) -> list[dict]:
@@ -259,6 +269,7 @@ def train(
     optimizers passes `train_step` (a `TrainStep`) instead of `compute_loss`.
     """
     run_dir = Path(run_dir)
+    raw_model = model  # the module itself, whatever accelerate wraps it in
     lr = learning_rate or args.learning_rate
     fused = torch.cuda.is_available() or None
     if train_step is not None:
@@ -301,6 +312,13 @@ def train(
     if train_step is None:
         model, optimizer, scheduler = parts["model"], optimizers["model"], schedulers["model"]
     scheduler = next(iter(schedulers.values()))  # the one whose learning rate is logged
+    ema = None
+    if args.model_ema_decay:  # after prepare: the copy lives where the model does
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(raw_model, decay=args.model_ema_decay, use_warmup=True, warmup_power=EMA_WARMUP_POWER)
+        accelerator.register_for_checkpointing(ema)  # its weights; its step is completed_steps
+    scored = ema.module if ema is not None else model  # what evaluation sees
 
     completed_steps, start_epoch, skip_batches = 0, 0, 0
     history: list[dict] = []
@@ -310,6 +328,10 @@ def train(
         if state.get("signature") != signature:
             raise HfdlError(
                 f"checkpoint {ckpt} was saved from a different model than this run builds: resume with the same model arguments and data, or start afresh without --resume_from_checkpoint"
+            )
+        if state.get("model_ema_decay") != args.model_ema_decay:
+            raise HfdlError(
+                f"checkpoint {ckpt} was saved with --model_ema_decay {state.get('model_ema_decay')}, this run asks for {args.model_ema_decay}: resume with the same value"
             )
         try:
             accelerator.load_state(str(ckpt))
@@ -334,6 +356,7 @@ def train(
                 "completed_steps": completed_steps,
                 "epoch": epoch,
                 "signature": signature,
+                "model_ema_decay": args.model_ema_decay,
                 "history": history,
                 "train_seconds": elapsed_before + train_time,
                 "train_samples": samples_before + samples,
@@ -356,7 +379,7 @@ def train(
 
     def log_evaluation(epoch_value: float, train_loss: float) -> dict:
         with _forked_rng():  # evaluation never moves the training RNG: resumed runs stay exact
-            found = evaluate(model) if evaluate is not None else {}
+            found = evaluate(scored) if evaluate is not None else {}
         record = {
             "epoch": epoch_value,
             "step": completed_steps,
@@ -402,6 +425,8 @@ def train(
             samples += _batch_size(batch) * accelerator.num_processes
             if accelerator.sync_gradients:
                 completed_steps += 1
+                if ema is not None:
+                    ema.update(raw_model, step=completed_steps)
                 progress.update(1)
                 if fit is not None:
                     spent = _slowest(accelerator, elapsed_before + train_time + time.perf_counter() - t_epoch)  # the same on every process
@@ -443,9 +468,11 @@ def train(
     progress.close()
     if not metrics and evaluate is not None:  # resumed from the final checkpoint: no epoch ran, still report
         with _forked_rng():
-            metrics = evaluate(model)
+            metrics = evaluate(scored)
     if args.with_tracking:
         accelerator.end_training()
+    if ema is not None:  # the averaged weights are the model from here on
+        raw_model.load_state_dict(ema.module.state_dict())
     result = TrainResult(completed_steps, elapsed_before + train_time, samples_before + samples, history, metrics, fit.steps if fit else None, planned_steps)
     return accelerator.unwrap_model(model), result
 

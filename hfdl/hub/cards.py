@@ -131,6 +131,15 @@ def versions_table(env: dict, keep: tuple[str, ...] = VERSIONED) -> str:
     return markdown_table([{"library": k, "version": v} for k, v in env.items() if k in keep])
 
 
+def schedule(training_args: Mapping) -> str:
+    """A card's line for the shared loop's schedule: the learning-rate schedule and its warmup, and the weights' EMA
+    when one was kept (what the card's model then is)."""
+    text = f"{training_args['lr_scheduler_type']}, warmup ratio {training_args['warmup_ratio']}"
+    if training_args.get("model_ema_decay"):
+        text += f"; the model is the EMA of the weights (timm ModelEmaV3, decay warmed up to at most {training_args['model_ema_decay']})"
+    return text
+
+
 def training_procedure(run_config: dict, results: dict, hyperparameters: dict, throughput: str) -> dict:
     """The card context of the "Training procedure" section every task's template shares: the command, a
     hyperparameter table, seed, hardware, time, steps, throughput and library versions."""

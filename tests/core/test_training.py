@@ -205,3 +205,33 @@ def test_weight_decay_skips_biases_and_norms_and_frozen_parameters():
     assert [p.shape for p in decayed["params"]] == [model[3].weight.shape]
     assert {id(p) for p in plain["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[3].bias)}
     assert plain["weight_decay"] == 0.0 and "weight_decay" not in decayed  # the optimizer's own value
+
+
+def test_model_ema_is_the_warmed_up_average_of_the_steps_weights_and_is_what_is_evaluated_and_returned(tmp_path):
+    """timm's ModelEmaV3 in the loop: after step 1 the average is the weights; after step 2 it is d w1 + (1 - d) w2 with
+    d = 1 - 2^-3/4. A constant schedule makes the 1- and 2-step runs share their first step."""
+    constant = {"lr_scheduler_type": "constant", "warmup_ratio": 0.0, "gradient_accumulation_steps": 1}
+    w1 = _run(tmp_path / "w1", max_train_steps=1, **constant)[0][0].weight.detach().clone()
+    w2 = _run(tmp_path / "w2", max_train_steps=2, **constant)[0][0].weight.detach().clone()
+    ema, result = _run(tmp_path / "ema", max_train_steps=2, model_ema_decay=0.999, **constant)
+    d = 1 - 2**-0.75
+    assert not torch.allclose(w1, w2)
+    torch.testing.assert_close(ema[0].weight, d * w1 + (1 - d) * w2)  # the returned model holds the average
+    assert result.final_metrics["eval_w"] == pytest.approx(ema[0].weight.sum().item(), abs=1e-5)  # and evaluation saw it
+    from dataclasses import asdict
+
+    from hfdl.hub.cards import schedule
+
+    assert schedule(asdict(TrainingArguments(output_dir="o", model_ema_decay=0.999))).endswith("the model is the EMA of the weights (timm ModelEmaV3, decay warmed up to at most 0.999)")
+    assert schedule(asdict(TrainingArguments(output_dir="o"))) == "cosine, warmup ratio 0.1"  # the card says so only when kept
+
+
+def test_model_ema_resumes_exactly_and_a_resume_without_it_is_refused(tmp_path):
+    full, _ = _run(tmp_path / "a", checkpointing_steps="4", model_ema_decay=0.99)
+    mid = list_checkpoints(tmp_path / "a")[1]
+    resumed, _ = _run(tmp_path / "b", resume_from_checkpoint=str(mid), model_ema_decay=0.99)
+    assert all(torch.equal(p, q) for p, q in zip(full.parameters(), resumed.parameters()))
+    with pytest.raises(HfdlError, match="--model_ema_decay 0.99, this run asks for None: resume with the same value"):
+        _run(tmp_path / "c", resume_from_checkpoint=str(mid))
+    with pytest.raises(HfdlError, match=r"--model_ema_decay must be in \[0, 1\)"):
+        TrainingArguments(output_dir="out", model_ema_decay=1.0)

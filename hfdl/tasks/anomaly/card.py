@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import dataset_ref, eval_results, markdown_table, provenance, render_card, training_procedure
+from hfdl.hub.cards import dataset_ref, eval_results, markdown_table, provenance, render_card, schedule, training_procedure
 from hfdl.hub.push import slug
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, pick, register, repo_ids, write_cards
 
@@ -43,7 +43,7 @@ def anomaly_card(out: Path, normal_class: str, repo_id: str):
     hyper = {
         "latent dim": m["latent_dim"], "base channels": m["base_channels"], "hidden units": m["hidden_dim"], "input noise (denoising)": m["noise_std"],
         "score": m["score"], "loss": "binary cross-entropy of pixel values", "learning rate": t["learning_rate"], "batch size": t["per_device_train_batch_size"],
-        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}",
+        "schedule": schedule(t),
     }  # fmt: skip
     steps = {"train_seconds": r.get("autoencoder_train_seconds", 0.0), "completed_steps": _class_steps(out, normal_class)}
     code = (

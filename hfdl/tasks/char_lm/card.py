@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from hfdl.assets import CORPORA
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, schedule, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, pick, register, repo_ids, write_cards
 
 TASK = "char-lm"
@@ -91,7 +91,7 @@ def _hyperparameters(cell: str, layers: int, hidden: int, m: dict, t: dict) -> d
         "cell": CELL_NAMES.get(cell, cell), "layers": layers, "hidden size": hidden, "embedding dim": m["embedding_dim"], "dropout": m["dropout"],
         "tied embeddings": m["tie_weights"], "BPTT length": m["seq_len"], "parallel streams (batch)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
-        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
+        "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "epochs (planned)": t["num_train_epochs"] or ("until the time budget" if t.get("time_budget_minutes") else "task default"),
         "max steps": m.get("max_steps") or t.get("max_train_steps"), "time budget (min)": t.get("time_budget_minutes"),
     }  # fmt: skip

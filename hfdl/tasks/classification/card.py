@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import dataset_ref, eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import dataset_ref, eval_results, hardware, markdown_table, provenance, render_card, schedule, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, pick, register, repo_ids, write_cards
 
 TASK = "image-classification"
@@ -37,7 +37,7 @@ def _hyperparameters(strategy: str, model_args: dict, training_args: dict, data_
         "batch size (per device)": training_args["per_device_train_batch_size"],
         "gradient accumulation": training_args["gradient_accumulation_steps"],
         "optimizer": "AdamW (no weight decay on norms and biases)",
-        "schedule": f"{training_args['lr_scheduler_type']}, warmup ratio {training_args['warmup_ratio']}",
+        "schedule": schedule(training_args),
         "max grad norm": training_args["max_grad_norm"],
         "mixed precision": training_args["mixed_precision"] or "no",
         "image size": data_args["image_size"],

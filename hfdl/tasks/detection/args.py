@@ -33,6 +33,12 @@ class DetectorArguments:
         default=False,
         metadata={"help": "Also train the same detector from scratch: OUTPUT/pretrained and OUTPUT/scratch side by side (comparison.md/png)."},
     )
+    freeze_until_stride: int = field(
+        default=0,
+        metadata={
+            "help": "Freeze the backbone's stem and stages up to its output at this stride (4: as Detectron2's freeze_at=2); backward skips them. 0: train every layer."
+        },
+    )
     neck_channels: int = field(default=96, metadata={"help": "Width of the neck and the head."})
     head: str = field(
         default="shared", metadata={"help": "shared: one branch for objectness, box and classes | decoupled: classes in a branch of their own (YOLOX)."}

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, schedule, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 
 TASK = "object-detection"
@@ -95,12 +95,13 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str) -> dict:
             "neck channels": m["neck_channels"],
             "head": m.get("head", "shared"),
             "box loss": m["box_loss"],
+            **({"frozen backbone": f"stem and stages up to stride {m['freeze_until_stride']}"} if m.get("freeze_until_stride") else {}),
         }
     )
     return {
         **model, "image size": d["image_size"], "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
-        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
+        "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']}, colour jitter {d['color_jitter']}",
     }  # fmt: skip
 

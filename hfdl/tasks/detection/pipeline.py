@@ -13,7 +13,7 @@ from accelerate import Accelerator, PartialState
 from timm.optim import param_groups_weight_decay  # no decay on norms and biases
 
 from hfdl import assets
-from hfdl.core.backbones import base_model_id, create_backbone
+from hfdl.core.backbones import base_model_id, create_backbone, freeze_until_stride, train_except
 from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_config, run_variants, write_json
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import make_accelerator, train
@@ -180,6 +180,7 @@ def run_one(
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)
     model = build_detector(detector_args, names, data_args.image_size)
+    frozen = freeze_until_stride(model.backbone, detector_args.freeze_until_stride) if kind == "yolo" else []
     mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()
     augment = DetectionAugment(hflip=data_args.hflip, crop=data_args.crop, color_jitter=data_args.color_jitter)
     train_tf, eval_tf = build_detection_transforms(data_args.image_size, mean, std, augment)
@@ -206,7 +207,7 @@ def run_one(
     with mem:
         model, result = train(
             accelerator, model, param_groups_weight_decay(model, training_args.weight_decay), train_dl, training_args, out,
-            compute_loss=lambda m, b: loss_and_output(m, criterion, *b)[0], evaluate=evaluate, run_name=kind,
+            compute_loss=lambda m, b: loss_and_output(m, criterion, *b)[0], evaluate=evaluate, run_name=kind, train_mode=train_except(frozen),
         )  # fmt: skip
     final = result.final_metrics
     results = {

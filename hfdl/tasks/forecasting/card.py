@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hfdl.hub.cards import eval_results, markdown_table, provenance, render_card, training_procedure
+from hfdl.hub.cards import eval_results, markdown_table, provenance, render_card, schedule, training_procedure
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, pick, register, repo_ids, write_cards
 
 TASK = "time-series-forecasting"
@@ -74,7 +74,7 @@ def forecasting_card(out: Path, name: str, repo_id: str):
         "model type": kind, "hidden size": m["hidden_size"], "layers": m["num_layers"], "dropout (inputs, one mask per sequence)": m["dropout"],
         "recurrent dropout (one mask per sequence)": m["recurrent_dropout"], "residual on the last value": m["residual"], "loss": m["loss"],
         "lookback / horizon / stride": f"{s['lookback']} / {s['horizon']} / {s['stride']}", "learning rate": t["learning_rate"],
-        "batch size": t["per_device_train_batch_size"], "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}",
+        "batch size": t["per_device_train_batch_size"], "schedule": schedule(t),
     }  # fmt: skip
     features = ", ".join(f"`{f}`" for f in data["features"])
     code = (

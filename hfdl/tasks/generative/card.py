@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, indefinite_article, markdown_table, provenance, render_card, training_procedure
+from hfdl.hub.cards import eval_results, indefinite_article, markdown_table, provenance, render_card, schedule, training_procedure
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 
 TASK = "image-generation"  # run_config.json's task; the Hub's pipeline tag is unconditional-image-generation
@@ -130,7 +130,7 @@ def generation_card(out: Path, repo_id: str):
     hyper = {
         "model type": m["model_type"], "latent dim": m["latent_dim"], "hidden units": m.get("hidden_dim"), "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "optimizer": "Adam" + (" (betas 0.5, 0.999) x 2" if m["model_type"] == "dcgan" else ""),
-        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "epochs": round(r["epochs"], 2), "conditional": bool(conditional),
+        "schedule": schedule(t), "epochs": round(r["epochs"], 2), "conditional": bool(conditional),
     }  # fmt: skip
     code = (
         "from torchvision.utils import save_image\n"

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, indefinite_article, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, hardware, indefinite_article, markdown_table, provenance, render_card, schedule, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 from hfdl.tasks.segmentation.metrics import class_keys
 
@@ -104,7 +104,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str) -> dict:
     return {
         **model, "image size": d["image_size"], "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
-        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
+        "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "loss": "cross-entropy" + (f" + {m['dice_weight']} x Dice" if m.get("dice_weight") else ""),
         "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}",
         "reduce labels": d.get("reduce_labels", False),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import dataset_ref, eval_results, markdown_table, provenance, render_card, training_procedure
+from hfdl.hub.cards import dataset_ref, eval_results, markdown_table, provenance, render_card, schedule, training_procedure
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 
 TASK = "image-similarity"
@@ -83,7 +83,7 @@ def similarity_card(out: Path, repo_id: str):
         "loss": m["loss"], "margin": m["margin"] if m["margin"] is not None else ("0.2 (default)" if m["loss"] == "triplet" else "1.0 (default)"),
         "miner": m["miner"], "batch": f"{m['classes_per_batch']} classes x {m['samples_per_class']} images", "embedding dim": m["embedding_dim"],
         "learning rate": f"{t['learning_rate']} (head), x {m['backbone_lr_scale']} (backbone)", "weight decay": t["weight_decay"],
-        "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "image size": data["image_size"], "epochs": r["epochs"],
+        "schedule": schedule(t), "image size": data["image_size"], "epochs": r["epochs"],
     }  # fmt: skip
     code = (
         "from PIL import Image\n"

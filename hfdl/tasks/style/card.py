@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, versions_table
+from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, schedule, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, folder_files, register, repo_ids, write_cards
 
 TASK = "style-transfer"
@@ -47,7 +47,7 @@ def _hyperparameters(style_args: dict, training_args: dict, steps: int) -> dict:
     return {
         "image size (training crops)": sa["image_size"], "style image size": sa.get("style_size") or sa["image_size"],
         "crops per epoch": sa["samples_per_epoch"], "steps": steps, "batch size": t["per_device_train_batch_size"],
-        "learning rate": t["learning_rate"], "optimizer": "AdamW", "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}",
+        "learning rate": t["learning_rate"], "optimizer": "AdamW", "schedule": schedule(t),
         "max grad norm": t["max_grad_norm"], "base channels": sa["base_channels"], "residual blocks": sa["num_residual_blocks"],
     }  # fmt: skip
 

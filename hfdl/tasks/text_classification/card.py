@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from hfdl.assets.corpora import CORPORA
-from hfdl.hub.cards import eval_results, markdown_table, provenance, render_card, training_procedure
+from hfdl.hub.cards import eval_results, markdown_table, provenance, render_card, schedule, training_procedure
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, pick, register, repo_ids, write_cards
 
 TASK = "text-classification"
@@ -111,7 +111,7 @@ def _hyperparameters(m: dict, t: dict, r: dict) -> dict:
         "vocabulary": r["vocab_size"], "min token frequency": m["min_frequency"], "tokens kept per text": m["max_length"] or ("256" if m["tokenizer"] == "word" else "1024"),
         "dropout": m["dropout"], "recurrent dropout (per sequence)": m["recurrent_dropout"],
         "batch size (per device, length-bucketed)": t["per_device_train_batch_size"], "learning rate": t["learning_rate"], "optimizer": "AdamW",
-        "weight decay (not on biases)": t["weight_decay"], "schedule": f"{t['lr_scheduler_type']}, warmup ratio {t['warmup_ratio']}", "max grad norm": t["max_grad_norm"],
+        "weight decay (not on biases)": t["weight_decay"], "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "epochs": f"{r['epochs']:.2f}", "time budget (min)": t.get("time_budget_minutes"),
     }  # fmt: skip
 
