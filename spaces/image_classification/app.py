@@ -50,6 +50,22 @@ def classify(image, model_name=MODELS.default):
     return top
 
 
+BUNDLED = [name for name in MODELS.choices if name.endswith("(bundled)")]  # hfdl's Fashion-MNIST classifiers, side by side
+
+
+def _bundled_title(name: str) -> str:
+    """A side-by-side column's title: the bundle's name with its test accuracy, as the run measured it."""
+    _, clf = MODELS.get(name)
+    accuracy = clf.notes.get("eval_accuracy")
+    return f"{name}: test accuracy {accuracy:.4f}" if accuracy is not None else name
+
+
+def compare(image):
+    """The `/compare` API: the top-5 of every bundled Fashion-MNIST classifier (feature-based, fine-tuned) for one image."""
+    check_image(image)
+    return tuple(MODELS.get(name)[1].top_k(image, 5) for name in BUNDLED)
+
+
 def explain(image, model_name=MODELS.default, class_name="", method="gradcam"):
     """The `/explain` API: the model's view of the image with the CAM of `class_name` (empty: the top class) over it."""
     check_image(image)
@@ -71,9 +87,10 @@ def _everything(image, model_name, class_name, method):
 with gr.Blocks(title="Image classification") as demo:
     gr.Markdown(
         "# Image classification, explained\n"
-        "The top-5 classes of an image for a pretrained ImageNet network (1,000 classes) or hfdl's Fashion-MNIST classifier "
-        "(a linear head trained on frozen Lite0 features by `accelerate launch scripts/finetune.py`), and where the network "
-        "looked: a class activation map of the top class, or of the class you pick, over the image as the model sees it."
+        "The top-5 classes of an image for a pretrained ImageNet network (1,000 classes) or hfdl's Fashion-MNIST classifiers "
+        "(`accelerate launch scripts/finetune.py`: a linear head on frozen Lite0 features, and the same network with its last "
+        "stage fine-tuned), and where the network looked: a class activation map of the top class, or of the class you pick, "
+        "over the image as the model sees it. Below, the same image through both Fashion-MNIST classifiers, side by side."
     )
     with gr.Row():
         image_in = ImageInput(label="Image", type="pil", image_mode=None, sources=["upload", "clipboard", "webcam"], elem_id="image", height=300)
@@ -83,11 +100,16 @@ with gr.Blocks(title="Image classification") as demo:
         class_in = gr.Dropdown([""], value="", label="Explain the class (empty: the top one)", elem_id="class_name", allow_custom_value=True)
         method_in = gr.Radio(list(CAM_METHODS), value="gradcam", label="CAM method", elem_id="method")
     label_out = gr.Label(num_top_classes=5, label="Top 5", elem_id="top5")
+    with gr.Row():  # the same image through each bundled Fashion-MNIST classifier
+        compare_out = [gr.Label(num_top_classes=3, label=_bundled_title(name), elem_id=f"bundled_{i}") for i, name in enumerate(BUNDLED)]
     preprocessing_out = gr.Textbox(label="Preprocessing applied (the model's timm data config)", elem_id="preprocessing", interactive=False)
     gr.Examples([[str(p)] for p in sorted((HERE / "examples").glob("*.*"))], [image_in])
 
     gr.Button("Classify", visible=False).click(classify, [image_in, model_in], label_out, api_name="classify")
     gr.Button("Explain", visible=False).click(explain, [image_in, model_in, class_in, method_in], overlay_out, api_name="explain")
+    if BUNDLED:
+        gr.Button("Compare", visible=False).click(compare, [image_in], compare_out, api_name="compare")
+        image_in.change(when_given(compare, len(BUNDLED)), [image_in], compare_out, api_name=False)
     gr.on(
         [image_in.change, model_in.change, class_in.input, method_in.change],
         when_given(_everything, 4),

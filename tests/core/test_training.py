@@ -222,7 +222,9 @@ def test_model_ema_is_the_warmed_up_average_of_the_steps_weights_and_is_what_is_
 
     from hfdl.hub.cards import schedule
 
-    assert schedule(asdict(TrainingArguments(output_dir="o", model_ema_decay=0.999))).endswith("the model is the EMA of the weights (timm ModelEmaV3, decay warmed up to at most 0.999)")
+    assert schedule(asdict(TrainingArguments(output_dir="o", model_ema_decay=0.999))).endswith(
+        "the model is the EMA of the weights (timm ModelEmaV3, decay warmed up to at most 0.999)"
+    )
     assert schedule(asdict(TrainingArguments(output_dir="o"))) == "cosine, warmup ratio 0.1"  # the card says so only when kept
 
 

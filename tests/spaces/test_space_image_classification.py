@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO
 from PIL import Image
 from spaces_harness import screenshot, upload
@@ -14,6 +15,7 @@ pytest.importorskip("pytorch_grad_cam")
 APP = REPO / "spaces" / "image_classification"
 CAT, SNEAKER = APP / "examples" / "cat.jpg", APP / "examples" / "sneaker.png"
 LITE0, FASHION = "tf_efficientnet_lite0 (ImageNet)", "fashion-lite0-feature (bundled)"
+FINETUNED = "fashion-lite0-finetune-top (bundled)"
 MISSING = "hfdl-test/missing-classifier"
 CAT_CLASSES = {"tiger cat", "Egyptian cat", "tabby", "Persian cat", "Siamese cat"}
 
@@ -46,6 +48,60 @@ def test_the_bundled_fashion_head_classifies_a_sneaker_as_the_run_did(app):
     local = load_any_classifier(str(APP / "models" / "fashion-lite0-feature")).top_k(Image.open(SNEAKER), 5)
     assert labels["label"] == next(iter(local)) == "Sneaker"
     assert {c["label"]: round(c["confidence"], 4) for c in labels["confidences"]} == {k: round(v, 4) for k, v in local.items()}
+
+
+def test_compare_shows_the_feature_based_and_the_fine_tuned_classifier_side_by_side(app):
+    """/compare: the same image through both bundled Fashion-MNIST classifiers, each as it loads here (the fine-tuned
+    one from its head and float16 last stage on top of the package-shipped Lite0)."""
+    from hfdl.tasks.classification.explain import load_any_classifier
+
+    results = app.client().predict(_file(SNEAKER), api_name="/compare")
+    assert len(results) == 2
+    for labels, folder in zip(results, ("fashion-lite0-feature", "fashion-lite0-finetune-top")):
+        local = load_any_classifier(str(APP / "models" / folder)).top_k(Image.open(SNEAKER), 5)
+        assert labels["label"] == next(iter(local)) == "Sneaker"
+        shown = dict(list(local.items())[:3])  # the side-by-side labels show the top 3
+        assert {c["label"]: round(c["confidence"], 4) for c in labels["confidences"]} == {k: round(v, 4) for k, v in shown.items()}
+    feature, finetuned = ({c["label"]: c["confidence"] for c in r["confidences"]} for r in results)
+    assert feature != finetuned  # two different networks, not one shown twice
+    single = app.client().predict(_file(SNEAKER), FINETUNED, api_name="/classify")
+    assert single["label"] == "Sneaker"
+
+
+def test_bundling_a_fine_tuned_run_stores_only_what_moved_and_refuses_a_whole_backbone(tmp_path, imagefolder):
+    """bundle_model.py on Lite0 runs: a --unfreeze 1 run becomes the head + its last stage as float16 (the frozen
+    stages are the package's), classifying as the run does; a run whose whole backbone moved is refused."""
+    import importlib.util
+    import sys
+
+    from safetensors.torch import load_file
+
+    from hfdl.tasks.classification.explain import DELTA_FILE, HEAD_FILE, load_any_classifier
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import finetune
+    from conftest import tiny_args
+
+    spec = importlib.util.spec_from_file_location("image_classification_bundle_model", APP / "bundle_model.py")
+    bundle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle)
+    top = tmp_path / "top"
+    finetune.main(tiny_args(top, "tf_efficientnet_lite0", *imagefolder, "--strategy", "finetune", "--unfreeze", "1", "--max_train_steps", "2"))
+    target = bundle.main([str(top / "finetune"), "--name", "tiny-top"], models_dir=tmp_path / "models")
+    delta = load_file(str(target / DELTA_FILE))
+    assert delta and all(k.startswith(("blocks.6.", "conv_head.", "bn2.")) for k in delta)  # the last group only
+    assert {v.dtype for v in delta.values()} <= {torch.float16, torch.int64} and set(load_file(str(target / HEAD_FILE))) == {
+        "classifier.weight",
+        "classifier.bias",
+    }
+    probe = Image.open(SNEAKER).convert("RGB")
+    a, b = load_any_classifier(str(top / "finetune")), load_any_classifier(str(target))
+    assert float((a.probabilities(probe) - b.probabilities(probe)).abs().max()) < 2e-3
+    whole = tmp_path / "whole"
+    finetune.main(tiny_args(whole, "tf_efficientnet_lite0", *imagefolder, "--strategy", "finetune", "--max_train_steps", "2"))
+    with pytest.raises(SystemExit, match=r"changed \d+ backbone tensors .* more than --max_delta_mb 2.5"):
+        bundle.main([str(whole / "finetune"), "--name", "tiny-top"], models_dir=tmp_path / "models")
+    assert (target / DELTA_FILE).is_file()  # the earlier bundle stays
 
 
 def test_grad_cam_heat_is_on_the_cat_not_the_corners(app):
@@ -90,6 +146,9 @@ def test_in_chromium(app, browser_page, tmp_path):
     upload(page, "image", image)
     page.locator("#top5").get_by_text("cat").first.wait_for(timeout=60_000)
     page.locator("#overlay img").wait_for(timeout=60_000)
+    for i in (0, 1):  # the cat through both bundled Fashion-MNIST classifiers, side by side: some garment, in per cent
+        page.locator(f"#bundled_{i}").get_by_text("%").first.wait_for(timeout=60_000)
+    assert "test accuracy 0.8671" in page.locator("#bundled_1").inner_text()
     page.wait_for_function("() => (document.querySelector('#preprocessing textarea') || {}).value?.includes('centre crop 224')", timeout=30_000)
     screenshot(page, "image_classification")
     first = page.locator("#overlay img").get_attribute("src")

@@ -23,6 +23,7 @@ from hfdl.errors import HfdlError
 
 CAM_METHODS = ("gradcam", "gradcam++", "eigencam")
 HEAD_FILE = "head.safetensors"
+DELTA_FILE = "backbone_delta.safetensors"  # a bundle's backbone tensors that fine-tuning changed (float16)
 
 
 @dataclass
@@ -121,10 +122,17 @@ def _head_bundle(folder: Path) -> Classifier:
     config = json.loads((folder / "config.json").read_text())
     model = create_backbone(config["backbone"], pretrained=True, num_classes=config["num_classes"])
     head = load_file(str(folder / HEAD_FILE))
-    missing = set(head) ^ {n for n in model.state_dict() if n.startswith(model.pretrained_cfg.get("classifier", "classifier"))}
+    state = model.state_dict()
+    missing = set(head) ^ {n for n in state if n.startswith(model.pretrained_cfg.get("classifier", "classifier"))}
     if missing:
         raise HfdlError(f"{folder}: the head's tensors do not match {config['backbone']}'s classifier ({', '.join(sorted(missing))})")
-    model.load_state_dict({k: v.float() for k, v in head.items()}, strict=False)
+    delta = load_file(str(folder / DELTA_FILE)) if (folder / DELTA_FILE).is_file() else {}
+    foreign = [k for k, v in delta.items() if k not in state or state[k].shape != v.shape]
+    if foreign:
+        raise HfdlError(
+            f"{folder}: {DELTA_FILE} holds tensors that {config['backbone']} does not have ({', '.join(sorted(foreign)[:3])}): bundle the run again"
+        )
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in {**delta, **head}.items()}, strict=False)
     model.pretrained_cfg.update(config["pretrained_cfg"])
     return Classifier(
         model.eval(), config["label_names"], _data_config(model), str(folder), {k: config[k] for k in ("eval_accuracy", "command") if k in config}

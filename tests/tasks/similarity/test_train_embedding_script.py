@@ -10,9 +10,9 @@ import re
 import subprocess
 import sys
 
+import datasets
 import hub_servers
 import numpy as np
-import datasets
 import pytest
 import torch
 from conftest import REPO, accelerate_launch, two_processes
