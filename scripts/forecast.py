@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
 
     from hfdl.core.report import figure, save_figure
-    from hfdl.tasks.forecasting.data import _time_column, load_table
+    from hfdl.tasks.forecasting.data import time_column_of, load_table
     from hfdl.tasks.forecasting.model import Forecaster
 
     model = Forecaster.from_pretrained(args.model)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     if np.isnan(past).any():
         raise HfdlError(f"the last {model.lookback} rows of {described} hold missing values: fill them first")
     values = model.forecast(past, args.horizon)
-    time_col = _time_column(table, args.time_column)
+    time_col = time_column_of(table, args.time_column)
     times = None
     if time_col is not None:
         t = pd.to_datetime(table[time_col])

@@ -150,7 +150,8 @@ def load_table(args) -> tuple["pandas.DataFrame", str, object]:  # noqa: F821
     return load_offline_series(name), f"offline series {name} ({SERIES[name].description})", SERIES[name]
 
 
-def _time_column(table, wanted: str | None) -> str | None:
+def time_column_of(table, wanted: str | None) -> str | None:
+    """The table's time column: `wanted` (which must exist), else the first of the usual names, else None."""
     if wanted:
         if wanted not in table.columns:
             raise HfdlError(f"--time_column '{wanted}' is not a column (columns: {', '.join(map(str, table.columns))}): name the time column")
@@ -182,7 +183,7 @@ def prepare_series(args, lookback: int, horizon: int) -> tuple[SeriesData, objec
     table, source, asset = load_table(args)
     if len(table) == 0:
         raise HfdlError(f"{source} holds no rows: pass a series with data")
-    time_col = _time_column(table, args.time_column)
+    time_col = time_column_of(table, args.time_column)
     times = None
     if time_col is not None:
         try:
