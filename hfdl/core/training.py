@@ -163,16 +163,20 @@ class BudgetSchedule:
 
     Without it, a run stopped by the clock ends wherever its epoch-based schedule happens to be
     (a cosine still near its peak). Here the schedule's length is estimated from the measured
-    seconds per step: provisionally after the first few steps, then again at 10%, 25% and (for
-    good) 50% of the budget, since steps get faster once caches are warm; warmup is `warmup_ratio`
-    of the fitted length. A decaying schedule (cosine, linear) ends the run when it reaches zero;
+    seconds per step: provisionally after the first few steps, then again at 10%, 25%, 50%, 75% and
+    (for good) 90% of the budget, since steps get faster once caches are warm and a shared machine's
+    speed drifts. Up to half the budget the estimate is the mean since the first step; the later ones
+    time only the steps since the previous fit (the speed the rest of the run will have), so a run
+    whose steps got faster no longer reaches the end of its schedule with minutes of budget unused.
+    Warmup is `warmup_ratio` of the fitted length. A decaying schedule (cosine, linear) ends the run when it reaches zero;
     a constant one runs until the clock stops it. The fitted length is saved in checkpoints (resume
     keeps it) and reported as `schedule_steps`, so `--max_train_steps schedule_steps` replays the
     same schedule without a clock.
     """
 
     PROVISIONAL_AFTER = 4  # steps after (re)start; the first step pays one-off allocation costs
-    REFIT_AT = (0.10, 0.25, 0.50)  # fractions of the budget; the last one is final
+    REFIT_AT = (0.10, 0.25, 0.50, 0.75, 0.90)  # fractions of the budget; the last one is final
+    RECENT_FROM = 0.75  # refits from this fraction on time the steps since the previous fit
 
     def __init__(self, args: TrainingArguments, budget_s: float, max_steps: int, num_processes: int, state: dict | None = None):
         self.args, self.budget_s, self.num_processes = args, budget_s, num_processes
@@ -182,6 +186,7 @@ class BudgetSchedule:
         self.decays = args.lr_scheduler_type in ("cosine", "linear")
         self._passed = 0  # how many of REFIT_AT this process has refitted at
         self._first: tuple[int, float] | None = None  # (step, train seconds) after the first step of this process
+        self._last: tuple[int, float] | None = None  # (step, train seconds) at this process's previous fit
 
     def build(self, optimizer: torch.optim.Optimizer, completed_steps: int = 0):
         n = self.num_processes  # accelerate steps a prepared scheduler once per process per optimizer step
@@ -201,7 +206,12 @@ class BudgetSchedule:
         if passed == self._passed and done != self.PROVISIONAL_AFTER:
             return False
         self._passed, final = passed, passed == len(self.REFIT_AT)
-        per_step = (train_seconds - self._first[1]) / max(done, 1)
+        last = self._last
+        if last is not None and train_seconds >= self.RECENT_FROM * self.budget_s and completed_steps > last[0]:
+            per_step = (train_seconds - last[1]) / (completed_steps - last[0])
+        else:
+            per_step = (train_seconds - self._first[1]) / max(done, 1)
+        self._last = (completed_steps, train_seconds)
         fitted = completed_steps + int(max(self.budget_s - train_seconds, 0) / max(per_step, 1e-9))
         self.steps, self.final = max(min(fitted, self.cap), completed_steps + 1), final
         return True

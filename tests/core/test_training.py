@@ -115,11 +115,11 @@ def test_budget_schedule_fits_the_schedule_length_to_the_measured_step_time():
     args = TrainingArguments(output_dir="out", lr_scheduler_type="cosine", warmup_ratio=0.1, learning_rate=1.0, time_budget_minutes=100 / 60)
     fit = BudgetSchedule(args, budget_s=100.0, max_steps=10_000, num_processes=1)
     seconds = lambda step: 0.5 + 1.0 * step  # noqa: E731  one second a step after a slow first one
-    fitted_at = [step for step in range(1, 80) if fit.observe(step, seconds(step))]
-    # provisional after 4 steps past the first, then at 10%, 25% and (final) 50% of the budget
-    assert fitted_at == [5, 10, 25, 50] and fit.final
-    assert fit.steps == 50 + int((100 - seconds(50)) / 1.0) == 99
-    assert not fit.observe(60, seconds(60)) and fit.steps == 99  # final: nothing changes
+    fitted_at = [step for step in range(1, 95) if fit.observe(step, seconds(step))]
+    # provisional after 4 steps past the first, then at 10%, 25%, 50%, 75% and (final) 90% of the budget
+    assert fitted_at == [5, 10, 25, 50, 75, 90] and fit.final
+    assert fit.steps == 90 + int((100 - seconds(90)) / 1.0) == 99
+    assert not fit.observe(95, seconds(95)) and fit.steps == 99  # final: nothing changes
     # the rebuilt cosine schedule warms up over 10% of the fitted length and ends at zero
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = fit.build(opt)
@@ -140,6 +140,23 @@ def test_budget_schedule_fits_the_schedule_length_to_the_measured_step_time():
     for step in range(1, 12):
         capped.observe(step, seconds(step))
     assert capped.steps == 30
+
+
+def test_budget_schedule_follows_steps_that_got_faster_and_uses_the_whole_budget():
+    """Steps twice as fast after half the budget (a shared machine freed): fitted once at 50% from the mean, the
+    schedule would end at step 100 with a quarter of the budget unused; the later refits time the recent steps."""
+    from hfdl.core.training import BudgetSchedule
+
+    args = TrainingArguments(output_dir="out", lr_scheduler_type="cosine", warmup_ratio=0.1, learning_rate=1.0, time_budget_minutes=100 / 60)
+    fit = BudgetSchedule(args, budget_s=100.0, max_steps=10_000, num_processes=1)
+    seconds = lambda step: step if step <= 50 else 50 + 0.5 * (step - 50)  # noqa: E731
+    step = 0
+    while step < fit.steps and seconds(step + 1) <= 100:  # the loop: on until the schedule's end or the clock
+        step += 1
+        fit.observe(step, seconds(step))
+        if step == 50:
+            assert fit.steps == 100  # the 50% fit, from the mean: what used to be final
+    assert fit.final and fit.steps == 150 and step == 150 and seconds(step) == 100  # every second of the budget used
 
 
 def test_time_budget_run_decays_to_the_end_and_checkpoints_the_fitted_schedule(tmp_path):
@@ -163,11 +180,14 @@ def test_time_budget_run_decays_to_the_end_and_checkpoints_the_fitted_schedule(t
     assert result.completed_steps >= 0.6 * result.schedule_steps
     assert result.history[-1]["lr"] <= 0.35 * args.learning_rate
     state = json.loads((list_checkpoints(tmp_path)[-1] / "hfdl_trainer_state.json").read_text())
-    assert state["schedule_steps"] == result.schedule_steps and state["schedule_final"]
+    assert state["completed_steps"] < state["schedule_steps"] < planned  # the length fitted by then, saved
+    assert abs(state["schedule_steps"] - result.schedule_steps) <= 0.25 * result.schedule_steps  # later refits only adjust it
     from hfdl.core.training import BudgetSchedule
 
-    resumed = BudgetSchedule(args, 2.0, planned, 1, state)  # a resumed run keeps the fitted length, no refit
-    assert resumed.steps == result.schedule_steps and not resumed.observe(state["completed_steps"] + 5, 1.9)
+    resumed = BudgetSchedule(args, 2.0, planned, 1, state)  # a resumed run starts from the fitted length
+    assert resumed.steps == state["schedule_steps"]
+    done = BudgetSchedule(args, 2.0, planned, 1, {**state, "schedule_final": True})  # and keeps a final one: no refit
+    assert not done.observe(state["completed_steps"] + 5, 1.9) and done.steps == state["schedule_steps"]
 
 
 def test_constant_schedule_under_a_time_budget_runs_until_the_clock_stops_it(tmp_path):
