@@ -339,7 +339,7 @@ def train(
             raise HfdlError(
                 f"checkpoint {ckpt} was saved from a different model than this run builds: resume with the same model arguments and data, or start afresh without --resume_from_checkpoint"
             )
-        if state.get("model_ema_decay") != args.model_ema_decay:
+        if (state.get("model_ema_decay") or None) != (args.model_ema_decay or None):  # 0 is off, as None
             raise HfdlError(
                 f"checkpoint {ckpt} was saved with --model_ema_decay {state.get('model_ema_decay')}, this run asks for {args.model_ema_decay}: resume with the same value"
             )
@@ -366,7 +366,7 @@ def train(
                 "completed_steps": completed_steps,
                 "epoch": epoch,
                 "signature": signature,
-                "model_ema_decay": args.model_ema_decay,
+                "model_ema_decay": args.model_ema_decay or None,
                 "history": history,
                 "train_seconds": elapsed_before + train_time,
                 "train_samples": samples_before + samples,
