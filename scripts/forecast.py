@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     import pandas as pd
 
     from hfdl.core.report import figure, save_figure
-    from hfdl.tasks.forecasting.data import time_column_of, load_table
+    from hfdl.tasks.forecasting.data import load_table, time_column_of
     from hfdl.tasks.forecasting.model import Forecaster
 
     model = Forecaster.from_pretrained(args.model)
