@@ -11,10 +11,9 @@ import sys
 
 import hub_servers
 import pytest
-import torch
 from conftest import REPO
 from huggingface_hub import ModelCard
-from tiny_texts import tiny_args, write_splits
+from tiny_texts import one_torch_thread, tiny_args, write_splits  # noqa: F401 (a fixture)
 
 from hfdl import hub
 from hfdl.hub.registry import plans, push_run
@@ -28,14 +27,7 @@ NO_TOKEN = {"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": ""}
 INDEX_TYPES = {"accuracy": "accuracy", "f1_macro": "f1", "top5": "top_5_accuracy", "loss": "loss"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and an in-process run cannot set OMP_WAIT_POLICY=PASSIVE as the script
-    does (torch is loaded already): two spinning threads on a busy 2-core machine made a step of them 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,14 @@ import sys
 import pytest
 import torch
 from conftest import REPO, accelerate_launch, two_processes
-from tiny_texts import texts, tiny_args, write_csv, write_splits
+from tiny_texts import one_torch_thread, texts, tiny_args, write_csv, write_splits  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(REPO / "scripts"))
 import train_text_classifier  # noqa: E402
 
 from hfdl.errors import HfdlError  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and an in-process run cannot set OMP_WAIT_POLICY=PASSIVE as the script
-    does (torch is loaded already): two spinning threads on a busy 2-core machine made a step of them 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Tiny learnable labelled texts for the text-classification tests: the label is the topic of a few keywords mixed
-into filler words (3 classes), written as CSV files like a user's."""
+into filler words (3 classes), written as CSV files like a user's; and the one-thread fixture their modules use."""
 
 from __future__ import annotations
 
@@ -7,11 +7,26 @@ import csv
 import random
 from pathlib import Path
 
+import pytest
+import torch
+
 TOPICS = {
     "sport": ["goal", "match", "team", "score", "coach", "ball", "league", "win"],
     "food": ["bread", "soup", "bake", "salt", "cheese", "apple", "dinner", "taste"],
     "weather": ["rain", "cloud", "storm", "sunny", "wind", "snow", "cold", "forecast"],
 }
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and an in-process run cannot set OMP_WAIT_POLICY=PASSIVE as the script
+    does (torch is loaded already): two spinning threads on a busy 2-core machine made a step of them 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 FILLER = ["the", "a", "and", "then", "we", "saw", "it", "was", "very", "today", "after", "with", "our", "new", "old", "big"]
 
 
