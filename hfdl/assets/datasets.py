@@ -41,6 +41,11 @@ class DatasetAsset:
     def provenance(self) -> dict:
         return asdict(self)
 
+    @property
+    def hub_id(self) -> str | None:
+        """The Hub dataset with the same data, or None where there is none (`hub_equivalent` then says why, in brackets)."""
+        return None if self.hub_equivalent.startswith("(") else self.hub_equivalent
+
 
 DATASETS: dict[str, DatasetAsset] = {
     "fashion_mnist": DatasetAsset(

@@ -175,7 +175,7 @@ def dataset_ref(run_config: dict) -> dict:
     if name in assets.DATASETS:
         a = assets.DATASETS[name]
         short = a.description.split(":")[0]
-        if a.hub_equivalent.startswith("("):  # no Hub copy of this data
+        if a.hub_id is None:  # no Hub copy of this data
             return {"type": name, "name": short, "title": short, "about": f"{a.description}; read offline from {a.source}", "hub": None}
         link = f"[{a.hub_equivalent}](https://huggingface.co/datasets/{a.hub_equivalent})"
         return {"type": a.hub_equivalent, "name": short, "title": f"{short} ({link})", "about": f"{a.description}; read offline from {a.source}", "hub": a.hub_equivalent}  # fmt: skip

@@ -56,8 +56,7 @@ def _images_from(run: dict, data) -> dict | None:
     name = run["data_args"].get("dataset_name")
     if name not in assets.DATASETS or data.eval_split not in ("test", "validation"):  # a holdout's rows are not a split's
         return None
-    hub = assets.DATASETS[name].hub_equivalent
-    return {"dataset": name, "hub_equivalent": hub if "/" in hub and " " not in hub else None, "split": data.eval_split, "column": data.image_column}
+    return {"dataset": name, "hub_equivalent": assets.DATASETS[name].hub_id, "split": data.eval_split, "column": data.image_column}
 
 
 def bundle_embedding(run_dir: Path, name: str, models_dir: Path) -> list[Path]:
