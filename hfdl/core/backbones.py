@@ -107,22 +107,16 @@ def freeze_until_stride(backbone: nn.Module, stride: int) -> list[nn.Module]:
         raise HfdlError(
             f"--freeze_until_stride {stride}: this backbone's stages end at strides {', '.join(map(str, sorted(stages)))}: use one of them, or 0 to train every layer"
         )
-    target, frozen = stages[stride], []
-    for name, child in backbone.named_children():  # registration order is execution order in timm's feature nets
-        if name == target:
-            frozen.append(child)
-            break
-        if target.startswith(name + "."):  # a stage inside a container (efficientnet's blocks.1)
-            for sub, grandchild in child.named_children():
-                frozen.append(grandchild)
-                if f"{name}.{sub}" == target:
-                    break
-            else:
-                raise HfdlError(f"--freeze_until_stride {stride}: cannot find the stage {target} in this backbone: use 0 to train every layer")
-            break
-        frozen.append(child)
-    else:
+    target, units = stages[stride], []  # (name, module) in execution order: registration order in timm's feature nets
+    for name, child in backbone.named_children():
+        if target.startswith(name + "."):  # a stage inside a container (efficientnet's blocks.1): its stages one by one
+            units += [(f"{name}.{sub}", grandchild) for sub, grandchild in child.named_children()]
+        else:
+            units.append((name, child))
+    names = [name for name, _ in units]
+    if target not in names:
         raise HfdlError(f"--freeze_until_stride {stride}: cannot find the stage {target} in this backbone: use 0 to train every layer")
+    frozen = [module for _, module in units[: names.index(target) + 1]]
     for module in frozen:
         module.requires_grad_(False)
     return frozen
