@@ -135,8 +135,7 @@ def compact_index(folder: str | Path, out: str | Path, images_from: dict | None 
     folder, out = Path(folder), Path(out)
     config = json.loads((folder / INDEX_CONFIG).read_text())
     gallery = datasets.Dataset.from_parquet(str(folder / GALLERY))
-    if COLUMN in gallery.features and gallery.features[COLUMN].feature.dtype != "float16":
-        gallery = gallery.cast_column(COLUMN, datasets.Sequence(datasets.Value("float16")))
+    gallery = gallery.cast_column(COLUMN, datasets.Sequence(datasets.Value("float16")))
     if images_from is not None:
         _check_same_images(gallery[config["image_column"]], source_images(images_from)[images_from["column"]], images_from)
         gallery = gallery.remove_columns(config["image_column"])
