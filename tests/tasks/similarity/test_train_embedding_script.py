@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -140,6 +141,11 @@ def test_a_compact_index_of_an_offline_split_names_its_images_and_loads_them_bac
         assert np.array_equal(np.asarray(a[i]["image"]), np.asarray(b[i]["image"])) and a[i]["label"] == b[i]["label"]
     queries = np.asarray(a.with_format("numpy")["embeddings"][:20], dtype=np.float32)
     assert (a.search_batch("embeddings", queries, k=3)[1] == b.search_batch("embeddings", queries, k=3)[1]).all()
+    cut = tmp_path / "cut"  # a gallery that lost rows no longer lines up with its source split: refused, not misjoined
+    shutil.copytree(small, cut)
+    datasets.Dataset.from_parquet(str(small / GALLERY)).select(range(100)).to_parquet(str(cut / GALLERY))
+    with pytest.raises(HfdlError, match=r"its images come from digits train \(1797 rows\), but the gallery has 100: rebuild the index"):
+        load_index(cut)
     part = tmp_path / "part"  # 300 rows are not the split
     build_index.main(["--model", str(launched), "--dataset_name", "digits", "--split", "train", "--max_samples", "300", "--output_dir", str(part)])
     with pytest.raises(HfdlError, match="the gallery's images are not digits train, row for row: bundle the index with its images"):
