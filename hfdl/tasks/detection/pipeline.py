@@ -67,6 +67,10 @@ def load_data(data_args: DetectionDataArguments, seed: int):
 def detector_kind(detector_args: DetectorArguments) -> str:
     """ "transformers" for a transformers detector checkpoint in --model_name_or_path, else "yolo" (a timm backbone)."""
     if is_transformers_detector_id(detector_args.model_name_or_path):
+        if detector_args.freeze_until_stride:
+            raise HfdlError(
+                "--freeze_until_stride applies to the yolo type's timm backbone, not to a transformers detector: drop it (or use --model_type yolo with a timm backbone)"
+            )
         return "transformers"
     if detector_args.model_type == "transformers":
         raise HfdlError(

@@ -16,8 +16,10 @@ from conftest import REPO
 from PIL import Image
 
 from hfdl.errors import HfdlError
+from hfdl.tasks.detection.args import DetectorArguments
 from hfdl.tasks.detection.data import collate_detection
 from hfdl.tasks.detection.model import YoloDetector, detect_image, load_detector
+from hfdl.tasks.detection.pipeline import detector_kind
 from hfdl.tasks.detection.transformers_detector import (
     TransformersDetector,
     build_transformers_detector,
@@ -266,6 +268,8 @@ def test_errors_are_one_line_and_name_the_fix(folders, tmp_path):
     (tmp_path / "no_processor").mkdir()
     (tmp_path / "no_processor" / "config.json").write_text((folders["detr"] / "config.json").read_text())
     assert "could not load a transformers detector" in one_line_error(TransformersDetector.from_pretrained, str(tmp_path / "no_processor"))
+    frozen = DetectorArguments(model_name_or_path=str(folders["detr"]), freeze_until_stride=4)  # a yolo-only option is not ignored silently
+    assert "--freeze_until_stride applies to the yolo type" in one_line_error(detector_kind, frozen)
 
 
 def test_a_tiny_detr_trains_evaluates_and_publishes_through_train_detector(folders, tmp_path):
