@@ -106,6 +106,15 @@ def _guard(fn: Callable[[], datasets.DatasetDict], name: str) -> datasets.Datase
 MAX_INPUT_PIXELS = 50_000_000  # refuse decompression bombs before resizing
 
 
+def color_jitter(strength: float, hue: float = 0.0):
+    """A `torchvision.transforms.v2.ColorJitter` for training: brightness, contrast and saturation by `strength`, hue
+    by `hue` (0: no hue step; its HSV round trip costs about 3 ms per 160 px image on one core, twice the rest of the
+    detection augmentation together)."""
+    from torchvision.transforms import v2
+
+    return v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength, hue=hue or None)
+
+
 def open_image(source) -> "PIL.Image.Image":  # noqa: F821
     """A path, PIL image or HxWx3 uint8 array as an RGB PIL image; a one-line error if it is not an image."""
     import numpy as np

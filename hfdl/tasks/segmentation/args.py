@@ -114,7 +114,8 @@ class SegmentationDataArguments:
     rotation: float = field(
         default=10.0, metadata={"help": "Random rotation up to this many degrees, half of the images (0: off); outside pixels are ignored."}
     )
-    color_jitter: float = field(default=0.2, metadata={"help": "Colour jitter strength (0: off)."})
+    color_jitter: float = field(default=0.2, metadata={"help": "Brightness, contrast and saturation jitter strength (0: off)."})
+    hue: float = field(default=0.02, metadata={"help": "Hue jitter (0: off)."})
 
     def __post_init__(self):
         self.embedded_default = not any((self.dataset_name, self.train_dir, self.validation_dir))

@@ -106,7 +106,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str) -> dict:
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
         "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "loss": "cross-entropy" + (f" + {m['dice_weight']} x Dice" if m.get("dice_weight") else ""),
-        "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}",
+        "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}" + (f", hue {d['hue']}" if d.get("hue") else ""),
         "reduce labels": d.get("reduce_labels", False),
     }  # fmt: skip
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, load_image_dataset, to_rgb
+from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, color_jitter, load_image_dataset, to_rgb
 from hfdl.errors import HfdlError
 from hfdl.tasks.segmentation.model import IGNORE_INDEX
 
@@ -353,7 +353,8 @@ class SegmentationAugment:
     crop: float = 0.5  # probability of a random scale/crop
     scale_min: float = 0.3  # smallest crop, as a fraction of the image area
     rotation: float = 10.0  # degrees, applied to half of the images; 0 turns it off
-    color_jitter: float = 0.2  # brightness, contrast and saturation strength (hue a tenth of it); the image only
+    color_jitter: float = 0.2  # brightness, contrast and saturation strength; the image only
+    hue: float = 0.0  # hue jitter, the image only (0: off)
 
 
 class SegmentationTransform:
@@ -378,9 +379,8 @@ class SegmentationTransform:
             if augment.rotation:
                 fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
                 steps.append(v2.RandomApply([v2.RandomRotation(augment.rotation, fill=fill)], p=0.5))
-            if augment.color_jitter:
-                j = augment.color_jitter
-                steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(0.5, j / 10)))
+            if augment.color_jitter or augment.hue:
+                steps.append(color_jitter(augment.color_jitter, augment.hue))
         steps += [v2.Resize((image_size, image_size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
         self.pipeline = v2.Compose(steps)
         self.image_size = image_size

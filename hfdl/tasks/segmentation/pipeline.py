@@ -222,7 +222,7 @@ def _loaders(data: SegmentationData, data_args: SegmentationDataArguments, train
     augmentation seeded per (seed, epoch, index)."""
     from torch.utils.data import DataLoader
 
-    augment = SegmentationAugment(data_args.hflip, data_args.crop, data_args.scale_min, data_args.rotation, data_args.color_jitter)
+    augment = SegmentationAugment(data_args.hflip, data_args.crop, data_args.scale_min, data_args.rotation, data_args.color_jitter, data_args.hue)
     train_tf, eval_tf = build_segmentation_transforms(data_args.image_size, augment)
     train_images = SegmentationImages(data.dsd["train"], train_tf, seed=training_args.seed)
     eval_images = SegmentationImages(data.dsd["validation"], eval_tf)

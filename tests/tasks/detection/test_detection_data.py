@@ -314,6 +314,22 @@ def test_eval_resizes_boxes_and_keeps_every_box():
     assert torch.equal(out, xyxy([1, 2, 5, 8])) and out_labels.tolist() == [0] and dropped == 1
 
 
+def test_colour_jitter_keeps_hue_unless_asked():
+    """Brightness, contrast and saturation blend a pure red with grays: green stays equal to blue. --hue rotates it."""
+    from torchvision.transforms.v2 import functional as F
+
+    from hfdl.core.images import color_jitter
+
+    red = F.pil_to_tensor(Image.new("RGB", (8, 8), (200, 0, 0)))
+    for hue, rotates in ((0.0, False), (0.1, True)):
+        jitter, moved = color_jitter(0.4, hue), []
+        for s in range(10):
+            torch.manual_seed(s)
+            out = jitter(red).int()
+            moved.append(not torch.equal(out[1], out[2]))
+        assert any(moved) == rotates and (all(moved) or not rotates)
+
+
 def test_random_crops_keep_boxes_on_the_canvas_and_count_drops():
     tf = DetectionTransform(24, MEAN, STD, DetectionAugment(crop=1.0, scale_min=0.1))
     boxes, labels = xyxy([2, 4, 10, 16], [16, 8, 28, 24], [0, 0, 8, 8]), torch.tensor([0, 1, 2])
@@ -357,3 +373,25 @@ def test_collate_stacks_images_and_keeps_targets_as_a_list(tmp_path):
     assert x.shape == (3, 3, 16, 16) and len(targets) == 3
     assert sorted(len(t["boxes"]) for t in targets) == [0, 1, 2]  # the negative has boxes of shape (0, 4)
     assert all(t["boxes"].shape[1:] == (4,) for t in targets)
+
+
+def test_the_yolo_type_runs_at_1_4x_its_training_size_and_a_transformers_detector_at_one_size():
+    from hfdl.tasks.detection.args import DetectionDataArguments
+
+    sizes = {size: DetectionDataArguments(image_size=size).run_size("yolo") for size in (64, 160, 320)}
+    assert sizes == {64: 96, 160: 224, 320: 448}  # FixRes: 1.4x, to the coarsest grid's multiple of 32
+    assert DetectionDataArguments(image_size=160, eval_image_size=160).run_size("yolo") == 160
+    assert DetectionDataArguments(image_size=160).run_size("transformers") == 160
+    with pytest.raises(HfdlError, match="trains and runs at one size") as info:
+        DetectionDataArguments(image_size=160, eval_image_size=224).run_size("transformers")
+    assert "\n" not in str(info.value)
+
+
+def test_the_offline_default_is_capped_by_the_clock_unless_a_length_is_given():
+    from hfdl.tasks.detection.args import EMBEDDED_TIME_BUDGET_MINUTES, DetectionTrainingArguments
+
+    plain = DetectionTrainingArguments().for_embedded_default()
+    assert (plain.num_train_epochs, plain.time_budget_minutes) == (2, EMBEDDED_TIME_BUDGET_MINUTES)  # 2 epochs or the clock
+    for given in ({"num_train_epochs": 3.0}, {"max_train_steps": 50}, {"time_budget_minutes": 20.0}):
+        args = DetectionTrainingArguments(**given)
+        assert args.for_embedded_default() == args  # what the user asks for, alone
