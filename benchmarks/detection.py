@@ -4,7 +4,12 @@ against the whole `detect` (network + decode + score filter + class-wise NMS); m
 Also a training step (forward, loss, backward, AdamW) of the default recipe (160 px, batch 16) with the whole network
 trained against `--freeze_until_stride 4` (stem and stride-2/4 stages frozen), alternating, as a speed ratio.
 
+With a trained --model, also what the size it runs at buys (FixRes, `--eval_image_size`): mAP of the same weights
+evaluated at each of --eval_sizes on 400 composites drawn with another seed than the training run's validation split
+(so the chosen size is not fitted to the reported split).
+
     python benchmarks/detection.py [--model DIR_OR_ID] [--image_size 320 --rounds 30 --train_rounds 8]
+    python benchmarks/detection.py --model outputs/detector --rounds 0 --train_rounds 0 --eval_sizes 160,192,224,256
 
 Without --model the default architecture with its pretrained backbone is timed (the weights do not change
 the cost; a trained model's many more boxes above threshold only change the NMS share, reported too).
@@ -29,6 +34,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--score_threshold", type=float, default=0.05)
     p.add_argument("--train_rounds", type=int, default=8, help="Timed training steps per arm (0: skip the training arms).")
+    p.add_argument("--eval_sizes", default="", help="With --model: comma list of sizes to evaluate the detector at (mAP on held-out composites).")
+    p.add_argument("--eval_seed", type=int, default=1, help="Seed of the held-out composites (the training default's are seed 0).")
     a = p.parse_args()
     torch.set_num_threads(2)
     if a.model:
@@ -39,6 +46,7 @@ def main() -> None:
 
         model = build_detector(DetectorArguments(), [str(i) for i in range(10)], a.image_size)
     model.eval()
+    sizes = eval_sizes(model, [int(s) for s in a.eval_sizes.split(",") if s], a.eval_seed) if a.model and a.eval_sizes else {}
     x = torch.rand(1, 3, a.image_size, a.image_size)
     with torch.inference_mode():
         for _ in range(3):  # warm-up: allocations, oneDNN primitives
@@ -53,7 +61,7 @@ def main() -> None:
             net.append(t1 - t0)
             full.append(t2 - t1)
             boxes = len(found["boxes"])
-    net_ms, full_ms = statistics.median(net) * 1000, statistics.median(full) * 1000
+    net_ms, full_ms = (statistics.median(t) * 1000 if t else float("nan") for t in (net, full))
     train = train_step_ms(a.train_rounds) if a.train_rounds else {}
     emit(
         {
@@ -66,8 +74,30 @@ def main() -> None:
             "detections_kept": boxes,
             "meets_60ms": full_ms <= 60,
             **train,
+            **sizes,
         }
     )
+
+
+def eval_sizes(model, sizes: list[int], seed: int) -> dict:
+    """mAP@.50 and mAP of the same weights evaluated at each size on 400 held-out composites (160 px, `seed`)."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from hfdl.assets.composites import composite_dataset
+    from hfdl.tasks.detection.data import DetectionImages, build_detection_transforms, collate_detection
+    from hfdl.tasks.detection.loss import YoloLoss
+    from hfdl.tasks.detection.pipeline import evaluate_detector
+
+    held_out = composite_dataset(num_train=16, num_validation=400, image_size=160, seed=seed)["validation"]
+    mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()
+    out = {"eval_set": f"400 composites, seed {seed}", "runs_at": model.image_size}
+    for size in sizes:
+        _, eval_tf = build_detection_transforms(size, mean, std, None)
+        batches = DataLoader(DetectionImages(held_out, eval_tf), 32, collate_fn=collate_detection)
+        found = evaluate_detector(Accelerator(cpu=True), model, YoloLoss(model), batches, 0.001, 0.5)
+        out[f"map_50_at_{size}"], out[f"map_at_{size}"] = found["eval_map_50"], found["eval_map"]
+    return out
 
 
 def train_step_ms(rounds: int, image_size: int = 160, batch: int = 16) -> dict:

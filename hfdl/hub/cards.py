@@ -135,6 +135,8 @@ def schedule(training_args: Mapping) -> str:
     """A card's line for the shared loop's schedule: the learning-rate schedule and its warmup, and the weights' EMA
     when one was kept (what the card's model then is)."""
     text = f"{training_args['lr_scheduler_type']}, warmup ratio {training_args['warmup_ratio']}"
+    if training_args.get("time_budget_minutes"):
+        text += f", its length fitted to a training budget of {training_args['time_budget_minutes']:g} minutes"
     if training_args.get("model_ema_decay"):
         text += f"; the model is the EMA of the weights (timm ModelEmaV3, decay warmed up to at most {training_args['model_ema_decay']})"
     return text

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import torch
 from PIL import Image
 
-from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, load_image_dataset, to_rgb
+from hfdl.core.images import EVAL_SPLIT_NAMES, SeededImages, color_jitter, load_image_dataset, to_rgb
 from hfdl.errors import HfdlError
 from hfdl.tasks.detection import boxes as box_ops
 
@@ -418,7 +418,8 @@ class DetectionAugment:
     hflip: float = 0.5  # probability of a horizontal flip
     crop: float = 0.5  # probability of a random scale/crop (boxes cropped with the image, then clipped)
     scale_min: float = 0.3  # smallest crop, as a fraction of the image area
-    color_jitter: float = 0.2  # brightness, contrast and saturation strength (hue a tenth of it); 0 turns it off
+    color_jitter: float = 0.2  # brightness, contrast and saturation strength; 0 turns it off
+    hue: float = 0.0  # hue jitter (0: off; the tinted items already vary in hue, and the HSV round trip is the costliest step)
 
 
 class DetectionTransform:
@@ -443,9 +444,8 @@ class DetectionTransform:
                 steps.append(v2.RandomHorizontalFlip(p=augment.hflip))
             if augment.crop:
                 steps.append(v2.RandomApply([v2.RandomResizedCrop((image_size, image_size), scale=(augment.scale_min, 1.0), antialias=True)], p=augment.crop))
-            if augment.color_jitter:
-                j = augment.color_jitter
-                steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(0.5, j / 10)))
+            if augment.color_jitter or augment.hue:
+                steps.append(color_jitter(augment.color_jitter, augment.hue))
         steps += [v2.Resize((image_size, image_size), antialias=True), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
         if sanitize:
             steps.append(v2.SanitizeBoundingBoxes(min_size=min_size, min_area=min_size * min_size))
@@ -465,11 +465,17 @@ class DetectionTransform:
 
 
 def build_detection_transforms(
-    image_size: int, mean: tuple[float, float, float], std: tuple[float, float, float], augment: DetectionAugment | None = None, min_size: float = 1.0
+    image_size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    augment: DetectionAugment | None = None,
+    min_size: float = 1.0,
+    eval_size: int | None = None,
 ) -> tuple[DetectionTransform, DetectionTransform]:
-    """(train, eval) transforms: train augments (when `augment` is set) and drops degenerate boxes; eval resizes only."""
+    """(train, eval) transforms: train augments (when `augment` is set) and drops degenerate boxes at `image_size`;
+    eval resizes only, to `eval_size` (default `image_size`)."""
     train = DetectionTransform(image_size, mean, std, augment, sanitize=True, min_size=min_size)
-    return train, DetectionTransform(image_size, mean, std, None, sanitize=False)
+    return train, DetectionTransform(eval_size or image_size, mean, std, None, sanitize=False)
 
 
 class DetectionImages(SeededImages):

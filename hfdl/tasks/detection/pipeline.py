@@ -152,6 +152,8 @@ def run(detector_args: DetectorArguments, data_args: DetectionDataArguments, tra
     With `--compare_scratch`, the same detector is trained twice, from the pretrained backbone into
     `OUTPUT/pretrained` and from random weights into `OUTPUT/scratch` (each a complete run folder), and
     `OUTPUT/comparison.{md,json,png}` sets them side by side; returns {variant: all_results}."""
+    if data_args.embedded_default:
+        training_args = training_args.for_embedded_default()
     if not detector_args.compare_scratch:
         return run_one(detector_args, data_args, training_args, argv)
     out = Path(training_args.output_dir)
@@ -183,11 +185,12 @@ def run_one(
     kind = detector_kind(detector_args)
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)
-    model = build_detector(detector_args, names, data_args.image_size)
+    run_size = data_args.run_size(kind)
+    model = build_detector(detector_args, names, run_size)  # its image_size is the size it runs at
     frozen = freeze_until_stride(model.backbone, detector_args.freeze_until_stride) if kind == "yolo" else []
     mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()
-    augment = DetectionAugment(hflip=data_args.hflip, crop=data_args.crop, color_jitter=data_args.color_jitter)
-    train_tf, eval_tf = build_detection_transforms(data_args.image_size, mean, std, augment)
+    augment = DetectionAugment(hflip=data_args.hflip, crop=data_args.crop, color_jitter=data_args.color_jitter, hue=data_args.hue)
+    train_tf, eval_tf = build_detection_transforms(data_args.image_size, mean, std, augment, eval_size=run_size)
     train_images, eval_images = DetectionImages(dsd["train"], train_tf, seed=training_args.seed), DetectionImages(dsd["validation"], eval_tf)
     batch = training_args.per_device_train_batch_size
     workers = training_args.dataloader_num_workers
@@ -199,6 +202,7 @@ def run_one(
         TASK, argv, {"model_args": detector_args, "data_args": {**vars(data_args)}, "training_args": training_args}, accelerator,
         base_model=_base_model(detector_args, kind),
         detector_kind=kind,
+        inference_image_size=run_size,
         data={"source": source, "label_names": names, "stats": stats, "train_fingerprint": dsd["train"]._fingerprint, "eval_fingerprint": dsd["validation"]._fingerprint},
         offline_assets=_offline_assets(detector_args, data_args),
     )  # fmt: skip

@@ -69,7 +69,7 @@ def test_cards_snippet_loads_the_detector_from_the_hub(detector_run, olah_hub, t
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:] + olah_hub.logs()[-1000:]
     local = YoloDetector.from_pretrained(detector_run).eval()
-    x = torch.nn.functional.interpolate(image_to_tensor(str(tmp_path / "image.jpg")), size=(64, 64), mode="bilinear")
+    x = torch.nn.functional.interpolate(image_to_tensor(str(tmp_path / "image.jpg")), size=(local.image_size,) * 2, mode="bilinear")
     (found,) = local.detect(local.normalize(x), score_threshold=0.0)
     want = [
         f"{local.label_names[c]} {round(s, 3)} {[round(v) for v in b]}"

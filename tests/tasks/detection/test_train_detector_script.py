@@ -67,8 +67,9 @@ def test_run_folder_results_and_card(launched):
     evaluation = {k: v for k, v in results.items() if k.startswith("eval_")}
     assert sorted(index.values()) == pytest.approx(sorted(evaluation.values()))  # evaluation results only, all of them
     assert f'YoloDetector.from_pretrained("{out.resolve()}")' in card.text and "![detections on validation images](predictions.png)" in card.text
-    model = YoloDetector.from_pretrained(out)
-    assert model.image_size == 64 and len(model.label_names) == 10
+    model = YoloDetector.from_pretrained(out)  # trained at 64 px, evaluated and run at 1.4x (FixRes), to a multiple of 32
+    assert model.image_size == config["inference_image_size"] == 96 and len(model.label_names) == 10
+    assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "evaluated and used at 96 px" in card.text
     (found,) = model.detect(torch.zeros(1, 3, 64, 64), score_threshold=0.0)
     assert found["boxes"].shape[-1] == 4
 
@@ -114,6 +115,8 @@ def test_bad_input_is_one_line(tiny_set, tmp_path):
         train_detector.main(tiny(tmp_path / "o", tiny_set, "--label_names", "a,b"))
     with pytest.raises(HfdlError, match="multiple of 32"):
         train_detector.main(tiny(tmp_path / "o", tiny_set, "--image_size", "50"))
+    with pytest.raises(HfdlError, match="--eval_image_size must be a multiple of 32"):
+        train_detector.main(tiny(tmp_path / "o", tiny_set, "--eval_image_size", "100"))
 
 
 def test_two_processes_keep_the_results_contract(tiny_set, tmp_path):
