@@ -84,6 +84,14 @@ class TrainingArguments:
     )
     debug: bool = field(default=False, metadata={"help": "Show full tracebacks instead of one-line errors."})
 
+    def capped_by_clock(self, minutes: float):
+        """A task's offline default run: when none of --num_train_epochs, --max_train_steps, --time_budget_minutes is
+        given, its default epochs capped at `minutes` of training (the schedule fitted to the clock), so a slower
+        machine shortens the run instead of overrunning the time the task promises; anything given wins."""
+        if self.num_train_epochs is None and self.max_train_steps is None and self.time_budget_minutes is None:
+            return replace(self, num_train_epochs=self.default_epochs, time_budget_minutes=minutes)
+        return self
+
     def with_unset(self, **defaults):
         """These arguments with each field still None (not given) set from `defaults`, e.g. a task's recipe per
         model kind: `training_args.with_unset(learning_rate=5e-5, weight_decay=1e-4)`."""

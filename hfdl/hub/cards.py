@@ -131,6 +131,17 @@ def versions_table(env: dict, keep: tuple[str, ...] = VERSIONED) -> str:
     return markdown_table([{"library": k, "version": v} for k, v in env.items() if k in keep])
 
 
+def run_image_size(run_config: Mapping) -> int:
+    """The size a dense predictor was evaluated at and runs at (`--eval_image_size`, FixRes); older runs: the training size."""
+    return run_config.get("inference_image_size") or run_config["data_args"]["image_size"]
+
+
+def image_sizes(run_config: Mapping) -> str:
+    """A card's "image size": the training size, and the size the model evaluates and runs at where it differs."""
+    train, run = run_config["data_args"]["image_size"], run_image_size(run_config)
+    return f"{train} px" if run == train else f"{train} px in training, {run} px in evaluation and use (FixRes)"
+
+
 def schedule(training_args: Mapping) -> str:
     """A card's line for the shared loop's schedule: the learning-rate schedule and its warmup, and the weights' EMA
     when one was kept (what the card's model then is)."""

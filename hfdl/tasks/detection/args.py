@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from hfdl.core.images import FIXRES_RATIO, fixres_size
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
 
 # The optimiser recipe per model kind: the yolo type's measured default; the transformers example's for DETR & co.
 MODEL_RECIPES = {"yolo": {"learning_rate": 2e-3, "weight_decay": 0.05}, "transformers": {"learning_rate": 5e-5, "weight_decay": 1e-4}}
 
-# The yolo type runs at this multiple of its training size unless --eval_image_size says otherwise: random crops show it
-# objects larger in training than at the same input size in use (Touvron et al. 2019, FixRes). Chosen on composites
-# drawn with another seed than the validation split: mAP@.50 at 160 / 192 / 224 / 256 px 0.815 / 0.831 / 0.848 / 0.837.
-EVAL_SIZE_RATIO = 1.4
-
 # The embedded offline default: Fashion-MNIST items on real photos (hfdl.assets.composite_dataset).
 EMBEDDED_DEFAULT = {"num_train": 8000, "num_validation": 400, "image_size": 160}
-# ... and its clock: 2 epochs (1,000 steps) end it on a quick 2-core machine, this many minutes of training on a slower
-# one (the schedule fitted to them), so the whole run stays within the issue's 10 minutes (about 45 s of it are start-up,
-# evaluations, pictures and the card).
+# ... and its clock (`TrainingArguments.capped_by_clock`): 2 epochs (1,000 steps) end it on a quick 2-core machine, this
+# many minutes of training on a slower one, so the whole run stays within the issue's 10 minutes (about 45 s of it are
+# start-up, evaluations, pictures and the card).
 EMBEDDED_TIME_BUDGET_MINUTES = 8.5
 
 
@@ -84,7 +80,7 @@ class DetectionDataArguments:
         default=None,
         metadata={
             "help": "Square size the detector evaluates and runs at (saved as its image_size: detect and the Space resize to it). Default: for the yolo type "
-            f"{EVAL_SIZE_RATIO}x --image_size rounded to 32 (224 for 160: its crops show objects larger in training, FixRes); for a transformers detector --image_size."
+            f"{FIXRES_RATIO}x --image_size rounded to 32 (224 for 160: its crops show objects larger in training, FixRes); for a transformers detector --image_size."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
@@ -100,15 +96,8 @@ class DetectionDataArguments:
     )
 
     def run_size(self, kind: str) -> int:
-        """The size the detector evaluates and runs at: --eval_image_size, else the yolo type's EVAL_SIZE_RATIO x --image_size
-        (to a multiple of 32), else --image_size (a transformers detector is told one size, for training and use)."""
-        if kind == "transformers":
-            if self.eval_image_size not in (None, self.image_size):
-                raise HfdlError(
-                    f"--eval_image_size {self.eval_image_size} differs from --image_size {self.image_size}: a transformers detector trains and runs at one size; drop it"
-                )
-            return self.image_size
-        return self.eval_image_size or max(32, round(self.image_size * EVAL_SIZE_RATIO / 32) * 32)
+        """The size the detector evaluates and runs at (`fixres_size`): a transformers detector is told one size."""
+        return fixres_size(self.image_size, self.eval_image_size, one_size=kind == "transformers")
 
     def __post_init__(self):
         sources = (self.dataset_name, self.train_dir, self.validation_dir, self.train_annotations, self.validation_annotations)
@@ -141,10 +130,3 @@ class DetectionTrainingArguments(TrainingArguments):
 
     warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps for linear warmup."})
     max_grad_norm: float | None = field(default=10.0, metadata={"help": "Gradient clipping norm."})
-
-    def for_embedded_default(self) -> DetectionTrainingArguments:
-        """The offline default's length when none of --num_train_epochs, --max_train_steps, --time_budget_minutes is
-        given: its 2 epochs, capped at EMBEDDED_TIME_BUDGET_MINUTES of training with the schedule fitted to the clock."""
-        if self.num_train_epochs is None and self.max_train_steps is None and self.time_budget_minutes is None:
-            return replace(self, num_train_epochs=self.default_epochs, time_budget_minutes=EMBEDDED_TIME_BUDGET_MINUTES)
-        return self

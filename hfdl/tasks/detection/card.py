@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, markdown_table, provenance, render_card, schedule, versions_table
+from hfdl.hub.cards import eval_results, hardware, image_sizes, markdown_table, provenance, render_card, run_image_size, schedule, versions_table
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 
 TASK = "object-detection"
@@ -85,15 +85,6 @@ def _model_description(m: dict, kind: str, base: str | None, architecture: str) 
     )
 
 
-def run_size(run_config: dict) -> int:
-    """The size the detector was evaluated at and runs at (its image_size); runs before --eval_image_size: the training size."""
-    return run_config.get("inference_image_size") or run_config["data_args"]["image_size"]
-
-
-def image_sizes(d: dict, run: int) -> str:
-    return f"{d['image_size']} px" if run == d["image_size"] else f"{d['image_size']} px in training, {run} px in evaluation and use (FixRes)"
-
-
 def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
     model = (
         {"checkpoint": m["model_name_or_path"], "pretrained": m["pretrained"]}
@@ -108,7 +99,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
         }
     )
     return {
-        **model, "image size": image_sizes(d, run_size(rc)), "batch size (per device)": t["per_device_train_batch_size"],
+        **model, "image size": image_sizes(rc), "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
         "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']}, colour jitter {d['color_jitter']}" + (f", hue {d['hue']}" if d.get("hue") else ""),
@@ -169,7 +160,7 @@ def detection_card(out: Path, repo_id: str):
         how_to_use_intro=how_to_use_intro,
         how_to_use_code=how_to_use_code,
         limitations=[
-            f"Trained at {d['image_size']} px (evaluated and used at {run_size(rc)} px) on {r['train_images']} images of one source: objects much smaller than "
+            f"Trained at {d['image_size']} px (evaluated and used at {run_image_size(rc)} px) on {r['train_images']} images of one source: objects much smaller than "
             f"{'a few grid cells (8 px)' if kind == 'yolo' else 'the backbone stride'} or unlike the training data are missed; measure it on your own images first.",
             ("Scores are objectness x class probability" if kind == "yolo" else "Scores are class probabilities of set predictions")
             + ", not calibrated probabilities; choose the threshold on your data.",

@@ -18,7 +18,14 @@ from hfdl.core.rundir import ALL_RESULTS, RUN_CONFIG, check_output_dir, run_conf
 from hfdl.core.runtime import PeakMemory
 from hfdl.core.training import make_accelerator, train
 from hfdl.errors import HfdlError
-from hfdl.tasks.detection.args import EMBEDDED_DEFAULT, MODEL_RECIPES, DetectionDataArguments, DetectionTrainingArguments, DetectorArguments
+from hfdl.tasks.detection.args import (
+    EMBEDDED_DEFAULT,
+    EMBEDDED_TIME_BUDGET_MINUTES,
+    MODEL_RECIPES,
+    DetectionDataArguments,
+    DetectionTrainingArguments,
+    DetectorArguments,
+)
 from hfdl.tasks.detection.card import write_cards
 from hfdl.tasks.detection.data import (
     DetectionAugment,
@@ -153,7 +160,7 @@ def run(detector_args: DetectorArguments, data_args: DetectionDataArguments, tra
     `OUTPUT/pretrained` and from random weights into `OUTPUT/scratch` (each a complete run folder), and
     `OUTPUT/comparison.{md,json,png}` sets them side by side; returns {variant: all_results}."""
     if data_args.embedded_default:
-        training_args = training_args.for_embedded_default()
+        training_args = training_args.capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)
     if not detector_args.compare_scratch:
         return run_one(detector_args, data_args, training_args, argv)
     out = Path(training_args.output_dir)

@@ -9,7 +9,18 @@ import os
 from pathlib import Path
 
 from hfdl.errors import HfdlError
-from hfdl.hub.cards import eval_results, hardware, indefinite_article, markdown_table, provenance, render_card, schedule, versions_table
+from hfdl.hub.cards import (
+    eval_results,
+    hardware,
+    image_sizes,
+    indefinite_article,
+    markdown_table,
+    provenance,
+    render_card,
+    run_image_size,
+    schedule,
+    versions_table,
+)
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
 from hfdl.tasks.segmentation.metrics import class_keys
 
@@ -89,7 +100,7 @@ def _model_description(m: dict, kind: str, base: str | None, architecture: str) 
     )
 
 
-def _hyperparameters(m: dict, d: dict, t: dict, kind: str) -> dict:
+def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
     model = (
         {"checkpoint": m["model_name_or_path"], "pretrained": m["pretrained"]}
         if kind == "transformers"
@@ -102,7 +113,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str) -> dict:
         }
     )
     return {
-        **model, "image size": d["image_size"], "batch size (per device)": t["per_device_train_batch_size"],
+        **model, "image size": image_sizes(rc), "batch size (per device)": t["per_device_train_batch_size"],
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
         "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "loss": "cross-entropy" + (f" + {m['dice_weight']} x Dice" if m.get("dice_weight") else ""),
@@ -154,7 +165,7 @@ def segmentation_card(out: Path, repo_id: str):
             f"**mean IoU {r.get('eval_mean_iou', float('nan')):.3f}**, pixel accuracy {r.get('eval_overall_accuracy', float('nan')):.3f} on {r['validation_images']} validation images."
         ),
         eval_images=r["validation_images"],
-        image_size=d["image_size"],
+        image_size=run_image_size(rc),
         metrics_table=markdown_table(rows),
         per_class_table=markdown_table(_per_class_rows(r, names)),
         model_description=_model_description(m, kind, base, architecture),
@@ -162,7 +173,7 @@ def segmentation_card(out: Path, repo_id: str):
         label_list=", ".join(f"`{i}` {n}" for i, n in enumerate(names)),
         data_description=_data_description(ds, r, d),
         command=rc["command"],
-        hyperparameters_table=markdown_table([{"hyperparameter": k, "value": v} for k, v in _hyperparameters(m, d, t, kind).items()]),
+        hyperparameters_table=markdown_table([{"hyperparameter": k, "value": v} for k, v in _hyperparameters(m, d, t, kind, rc).items()]),
         seed=t["seed"],
         hardware=hardware(env),
         train_time=f"{r['train_seconds']:.0f} s",
@@ -172,9 +183,9 @@ def segmentation_card(out: Path, repo_id: str):
         how_to_use_intro=how_to_use_intro,
         how_to_use_code=how_to_use_code,
         limitations=[
-            f"Trained at {d['image_size']} px on {r['train_images']} images of one source: thin structures and objects of a few pixels at that size are lost, "
+            f"Trained at {d['image_size']} px (evaluated and used at {run_image_size(rc)} px) on {r['train_images']} images of one source: thin structures and objects of a few pixels at that size are lost, "
             "and images unlike the training data are segmented poorly; measure it on your own images first.",
-            f"Metrics are computed at the model's input size ({d['image_size']} x {d['image_size']}, masks resized with nearest neighbour), not at each image's own size.",
+            f"Metrics are computed at the model's input size ({run_image_size(rc)} x {run_image_size(rc)}, masks resized with nearest neighbour), not at each image's own size.",
             f"The weakest classes here by IoU: {_weakest(r)}; similar-looking classes are confused (see the confusion matrix).",
             "A CPU-sized baseline, not a tuned segmenter: larger backbones, longer training and higher resolutions do better.",
         ],

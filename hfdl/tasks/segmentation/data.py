@@ -393,9 +393,11 @@ class SegmentationTransform:
         return pixels.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)[0].long()
 
 
-def build_segmentation_transforms(image_size: int, augment: SegmentationAugment | None = None) -> tuple[SegmentationTransform, SegmentationTransform]:
-    """(train, eval) transforms: train augments when `augment` is set; eval resizes only."""
-    return SegmentationTransform(image_size, augment), SegmentationTransform(image_size, None)
+def build_segmentation_transforms(
+    image_size: int, augment: SegmentationAugment | None = None, eval_size: int | None = None
+) -> tuple[SegmentationTransform, SegmentationTransform]:
+    """(train, eval) transforms: train augments when `augment` is set, at `image_size`; eval resizes only, to `eval_size` (default `image_size`)."""
+    return SegmentationTransform(image_size, augment), SegmentationTransform(eval_size or image_size, None)
 
 
 class SegmentationImages(SeededImages):

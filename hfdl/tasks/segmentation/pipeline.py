@@ -24,6 +24,7 @@ from hfdl.tasks.segmentation.args import (
     COMPARE_AXES,
     DEFAULT_DECODER,
     EMBEDDED_DEFAULT,
+    EMBEDDED_TIME_BUDGET_MINUTES,
     MODEL_RECIPES,
     SegmentationDataArguments,
     SegmentationTrainingArguments,
@@ -137,6 +138,8 @@ def run(
     With `--compare a,b[,c]`, one variant per name (pretrained/scratch, unet/fpn/lraspp or interpolate/transposed) is
     trained into `OUTPUT/<name>` (each a complete run folder) and `OUTPUT/comparison.{md,json,png}` sets them side by
     side; returns {variant: all_results}. A resumed comparison reuses the variants that finished."""
+    if data_args.embedded_default:
+        training_args = training_args.capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)
     variants = segmenter_args.compare_variants()
     if not variants:
         return run_one(segmenter_args, data_args, training_args, argv)
@@ -173,14 +176,16 @@ def run_one(
         raise HfdlError("--model_type / --upsample choose a decoder for a timm backbone: drop them (or the --compare of them) for a transformers segmenter")
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)
-    model = build_segmenter(segmenter_args, names, data.palette, data_args.image_size)
+    run_size = data_args.run_size(kind)
+    model = build_segmenter(segmenter_args, names, data.palette, run_size)  # its image_size is the size it runs at
     palette = model_palette(model)
-    train_images, eval_images, train_dl, eval_dl = _loaders(data, data_args, training_args, accelerator)
+    train_images, eval_images, train_dl, eval_dl = _loaders(data, data_args, training_args, accelerator, run_size)
     out.mkdir(parents=True, exist_ok=True)
     config = run_config(
         TASK, argv, {"model_args": segmenter_args, "data_args": {**vars(data_args)}, "training_args": training_args}, accelerator,
         base_model=_base_model(segmenter_args, kind),
         segmenter_kind=kind,
+        inference_image_size=run_size,
         data={"source": data.source, "label_names": names, "palette": palette, "stats": data.stats,
               "train_fingerprint": data.dsd["train"]._fingerprint, "eval_fingerprint": data.dsd["validation"]._fingerprint},
         offline_assets=_offline_assets(segmenter_args, data_args),
@@ -217,13 +222,15 @@ def run_one(
     return results
 
 
-def _loaders(data: SegmentationData, data_args: SegmentationDataArguments, training_args: SegmentationTrainingArguments, accelerator: Accelerator):
+def _loaders(
+    data: SegmentationData, data_args: SegmentationDataArguments, training_args: SegmentationTrainingArguments, accelerator: Accelerator, run_size: int
+):
     """(train images, evaluation images, train loader, prepared evaluation loader): pixels in [0, 1] (the model normalises),
     augmentation seeded per (seed, epoch, index)."""
     from torch.utils.data import DataLoader
 
     augment = SegmentationAugment(data_args.hflip, data_args.crop, data_args.scale_min, data_args.rotation, data_args.color_jitter, data_args.hue)
-    train_tf, eval_tf = build_segmentation_transforms(data_args.image_size, augment)
+    train_tf, eval_tf = build_segmentation_transforms(data_args.image_size, augment, eval_size=run_size)
     train_images = SegmentationImages(data.dsd["train"], train_tf, seed=training_args.seed)
     eval_images = SegmentationImages(data.dsd["validation"], eval_tf)
     batch, workers = training_args.per_device_train_batch_size, training_args.dataloader_num_workers

@@ -390,8 +390,8 @@ def test_the_yolo_type_runs_at_1_4x_its_training_size_and_a_transformers_detecto
 def test_the_offline_default_is_capped_by_the_clock_unless_a_length_is_given():
     from hfdl.tasks.detection.args import EMBEDDED_TIME_BUDGET_MINUTES, DetectionTrainingArguments
 
-    plain = DetectionTrainingArguments().for_embedded_default()
+    plain = DetectionTrainingArguments().capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)
     assert (plain.num_train_epochs, plain.time_budget_minutes) == (2, EMBEDDED_TIME_BUDGET_MINUTES)  # 2 epochs or the clock
     for given in ({"num_train_epochs": 3.0}, {"max_train_steps": 50}, {"time_budget_minutes": 20.0}):
         args = DetectionTrainingArguments(**given)
-        assert args.for_embedded_default() == args  # what the user asks for, alone
+        assert args.capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES) == args  # what the user asks for, alone

@@ -173,3 +173,16 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index():
     assert not torch.equal(a[0][0], b[0][0])
     evaluation = SegmentationTransform(32)(image, torch.from_numpy(mask))
     assert torch.equal(evaluation[1], torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), (32, 32), mode="nearest")[0, 0].long())
+
+
+def test_timm_segmenters_run_at_1_4x_their_training_size_and_transformers_at_one_size():
+    from hfdl.tasks.segmentation.args import EMBEDDED_TIME_BUDGET_MINUTES, SegmentationDataArguments, SegmentationTrainingArguments
+
+    assert SegmentationDataArguments(image_size=160).run_size("timm") == 224  # FixRes
+    assert SegmentationDataArguments(image_size=160, eval_image_size=192).run_size("timm") == 192
+    assert SegmentationDataArguments(image_size=64).run_size("transformers") == 64
+    with pytest.raises(HfdlError, match="trains and runs at one size"):
+        SegmentationDataArguments(image_size=64, eval_image_size=96).run_size("transformers")
+    plain = SegmentationTrainingArguments().capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)  # the offline default's clock
+    assert (plain.num_train_epochs, plain.time_budget_minutes) == (2, EMBEDDED_TIME_BUDGET_MINUTES)
+    assert SegmentationTrainingArguments(max_train_steps=5).capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES).time_budget_minutes is None

@@ -65,7 +65,8 @@ def test_run_folder_results_and_card(launched):
     assert results["validation_images"] == 8 and results["train_images"] == 16 and results["completed_steps"] == 4
     assert results["per_class_iou"]["background"] == pytest.approx(results["eval_iou_background"], abs=1e-4)
     confusion = json.loads((out / "confusion_matrix.json").read_text())
-    assert len(confusion["pixels"]) == 11 and sum(map(sum, confusion["pixels"])) == 8 * 64 * 64  # every validation pixel once
+    # every validation pixel once, at the size the segmenter runs at: trained at 64 px, evaluated at 1.4x (FixRes), to 32
+    assert len(confusion["pixels"]) == 11 and sum(map(sum, confusion["pixels"])) == 8 * 96 * 96
     label_map = json.loads((out / "label_map.json").read_text())
     assert label_map["id2label"]["4"] == "Dress" and len(label_map["palette"]) == 11 and label_map["ignore_index"] == 255
     config = json.loads((out / "run_config.json").read_text())
@@ -77,8 +78,10 @@ def test_run_folder_results_and_card(launched):
     assert index["mean_iou"] == pytest.approx(results["eval_mean_iou"])
     assert card.data.pipeline_tag == "image-segmentation" and f'TimmSegmenter.from_pretrained("{out.resolve()}")' in card.text
     assert "![pixel confusion matrix](confusion_matrix.png)" in card.text and "| Dress |" in card.text
+    assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "input size (96 x 96" in card.text
     model = TimmSegmenter.from_pretrained(out)
-    assert model.image_size == 64 and model.label_names[0] == "background" and model(torch.zeros(1, 3, 64, 64)).shape == (1, 11, 64, 64)
+    assert model.image_size == config["inference_image_size"] == 96 and model.label_names[0] == "background"
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 11, 64, 64)
 
 
 def test_resumed_run_equals_uninterrupted_run_and_refuses_another_label_map(tiny_set, tmp_path):
@@ -115,6 +118,8 @@ def test_compare_trains_the_decoders_side_by_side(tiny_set, tmp_path):
 def test_bad_input_is_one_line(tiny_set, tmp_path):
     with pytest.raises(HfdlError, match="multiple of 32"):
         train_segmenter.main(tiny(tmp_path / "o", tiny_set, "--image_size", "50"))
+    with pytest.raises(HfdlError, match="--eval_image_size must be a multiple of 32"):
+        train_segmenter.main(tiny(tmp_path / "o", tiny_set, "--eval_image_size", "100"))
     with pytest.raises(HfdlError, match="mixes model_type and pretrained"):
         train_segmenter.main(tiny(tmp_path / "o", tiny_set, "--compare", "unet,scratch"))
     with pytest.raises(HfdlError, match="needs a transformers segmenter"):
@@ -129,7 +134,7 @@ def test_two_processes_keep_the_results_contract(tiny_set, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "all_results.json").read_text())
     assert results["validation_images"] == 8 and 0 <= results["eval_mean_iou"] <= 1
-    assert sum(map(sum, json.loads((tmp_path / "confusion_matrix.json").read_text())["pixels"])) == 8 * 64 * 64
+    assert sum(map(sum, json.loads((tmp_path / "confusion_matrix.json").read_text())["pixels"])) == 8 * 96 * 96  # at the size it runs at (FixRes)
     assert json.loads((tmp_path / "run_config.json").read_text())["environment"]["num_processes"] == 2
     assert (tmp_path / "README.md").is_file() and (tmp_path / "model.safetensors").is_file()
 
