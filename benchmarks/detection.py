@@ -91,11 +91,11 @@ def eval_sizes(model, sizes: list[int], seed: int) -> dict:
 
     held_out = composite_dataset(num_train=16, num_validation=400, image_size=160, seed=seed)["validation"]
     mean, std = model.mean.flatten().tolist(), model.std.flatten().tolist()
-    out = {"eval_set": f"400 composites, seed {seed}", "runs_at": model.image_size}
+    out, accelerator = {"eval_set": f"400 composites, seed {seed}", "runs_at": model.image_size}, Accelerator(cpu=True)
     for size in sizes:
         _, eval_tf = build_detection_transforms(size, mean, std, None)
         batches = DataLoader(DetectionImages(held_out, eval_tf), 32, collate_fn=collate_detection)
-        found = evaluate_detector(Accelerator(cpu=True), model, YoloLoss(model), batches, 0.001, 0.5)
+        found = evaluate_detector(accelerator, model, YoloLoss(model), batches, 0.001, 0.5)
         out[f"map_50_at_{size}"], out[f"map_at_{size}"] = found["eval_map_50"], found["eval_map"]
     return out
 

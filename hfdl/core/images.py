@@ -126,6 +126,14 @@ def fixres_size(image_size: int, eval_image_size: int | None, one_size: bool = F
     return eval_image_size or max(multiple, round(image_size * FIXRES_RATIO / multiple) * multiple)
 
 
+def check_square_sizes(image_size: int, eval_image_size: int | None, multiple: int = 32) -> None:
+    """One-line error unless --image_size (and --eval_image_size, when given) are multiples of the backbone's
+    coarsest stride, `multiple`, and at least that."""
+    for name, value in (("image_size", image_size), ("eval_image_size", eval_image_size)):
+        if value is not None and (value < multiple or value % multiple):
+            raise HfdlError(f"--{name} must be a multiple of {multiple} (the backbone's coarsest stride) and >= {multiple}, got {value}")
+
+
 def color_jitter(strength: float, hue: float = 0.0):
     """A `torchvision.transforms.v2.ColorJitter` for training: brightness, contrast and saturation by `strength`, hue
     by `hue` (0: no hue step; its HSV round trip costs about 3 ms per 160 px image on one core, twice the rest of the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from hfdl.core.images import FIXRES_RATIO, fixres_size
+from hfdl.core.images import FIXRES_RATIO, check_square_sizes, fixres_size
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
 from hfdl.tasks.segmentation.model import DECODERS, UPSAMPLES
@@ -137,10 +137,7 @@ class SegmentationDataArguments:
 
     def __post_init__(self):
         self.embedded_default = not any((self.dataset_name, self.train_dir, self.validation_dir))
-        for name in ("image_size", "eval_image_size"):
-            value = getattr(self, name)
-            if value is not None and (value < 32 or value % 32):
-                raise HfdlError(f"--{name} must be a multiple of 32 (the backbone's coarsest stride) and >= 32, got {value}")
+        check_square_sizes(self.image_size, self.eval_image_size)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
