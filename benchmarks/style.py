@@ -2,12 +2,18 @@
 used layer is >= 1.2x faster per step than the full one; the fast network is >= 100x faster than Gatys for the
 same image and >= 5 images/s at 256 px on CPU. Arms alternate (A B A B ...) to spread machine noise.
 
-    python benchmarks/style.py [--size 256 --steps 300 --step_rounds 4 --step_evals 8]
+Claim (issue 15, `quality`): each fast network bundled in the style Space scores a perceptual loss on the held-out
+example photos at 256 px no higher than Gatys optimisation of the same loss (same layers, weights and style target)
+stopped after 50 L-BFGS steps, started from noise as Gatys et al. and Johnson et al.'s baseline do; the start from the
+photo itself is measured beside it. Prints a markdown table (the Space's README holds it) and the ratios.
+
+    python benchmarks/style.py [--size 256 --steps 300 --step_rounds 4 --step_evals 8] [--sections speed,quality]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -74,6 +80,51 @@ def fast_seconds(net: TransformerNet, content: torch.Tensor, repeats: int) -> fl
     return statistics.median(times)
 
 
+def quality(models_dir: Path, steps: int) -> dict:
+    """Each bundled network's loss on the held-out photos beside Gatys stopped after `steps` L-BFGS steps (noise / content start)."""
+    from hfdl.tasks.style.args import StyleArguments
+    from hfdl.tasks.style.data import load_content_images
+    from hfdl.tasks.style.pipeline import PerceptualLoss, eval_photos, gatys_reference, mean_losses
+
+    content = load_content_images(None, None, None, None)
+    rows, out = [], {}
+    for folder in sorted(d for d in models_dir.iterdir() if (d / "model.safetensors").is_file()):
+        r = json.loads((folder / "all_results.json").read_text())
+        sa = json.loads((folder / "run_config.json").read_text())["style_args"]
+        style_file = models_dir.parent / json.loads((folder / "provenance.json").read_text())["style"]  # the Space's styles/
+        args = StyleArguments(**{**sa, "style_image": str(style_file), "gatys_reference_steps": steps})
+        photos = eval_photos(content.eval, r.get("eval_size", 256))
+        net = load_feature_network(args.feature_net, (args.content_layer, *args.style_layer_list))
+        style = image_to_tensor(args.style_image, args.style_size or args.image_size)
+        criterion = PerceptualLoss(net, style, args.content_layer, args.style_layer_list, (args.content_weight, args.style_weight, args.tv_weight))
+        model = TransformerNet.from_pretrained(folder)
+        with torch.no_grad():
+            loss = mean_losses(criterion(model(x).clamp(0, 1), x) for x in photos)["loss"]
+        refs = {}
+        for init in ("noise", "content"):
+            args.gatys_reference_init = init
+            refs[init] = gatys_reference(criterion, style, photos, args, loss)
+        name = folder.name
+        out[f"{name}_loss"] = loss
+        for init, ref in refs.items():
+            out[f"{name}_gatys_{init}_steps_to_match"] = ref["gatys_steps_to_match"]
+            out[f"{name}_gatys{steps}_{init}_loss"] = ref["gatys_reference_loss"]
+            out[f"{name}_vs_gatys{steps}_{init}"] = ref["loss_vs_gatys_reference"]
+            out[f"{name}_gatys{steps}_{init}_seconds"] = ref["gatys_reference_seconds"]
+        match = {init: str(ref["gatys_steps_to_match"]) if ref["gatys_steps_to_match"] is not None else f"> {steps}" for init, ref in refs.items()}
+
+        rows.append(
+            f"| `{name}` | {r['steps']:,} steps, {r['train_seconds'] / 60:.0f} min | **{loss:.3g}** | "
+            f"{refs['noise']['gatys_reference_loss']:.3g} ({refs['noise']['gatys_reference_seconds']:.0f} s) | **{refs['noise']['loss_vs_gatys_reference']:.2f}** | "
+            f"{match['noise']} | {refs['content']['gatys_reference_loss']:.3g} | {refs['content']['loss_vs_gatys_reference']:.2f} | {match['content']} |"
+        )
+    print(
+        f"| network | training (2 CPU cores) | network loss | Gatys {steps} L-BFGS steps from noise (time) | ratio | steps to match | "
+        f"Gatys {steps} steps from the photo | ratio | steps to match |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+    return out
+
+
 def main() -> None:
     from skimage import data
 
@@ -83,7 +134,14 @@ def main() -> None:
     p.add_argument("--step_rounds", type=int, default=3)
     p.add_argument("--step_evals", type=int, default=6)
     p.add_argument("--fast_repeats", type=int, default=10)
+    p.add_argument("--sections", default="speed,quality", help="speed (issue 5's claims), quality (the bundled networks against Gatys)")
+    p.add_argument("--reference_steps", type=int, default=50, help="L-BFGS steps of the Gatys reference in the quality section")
     a = p.parse_args()
+    sections = set(a.sections.split(","))
+    quality_results = quality(REPO / "spaces/style_transfer/models", a.reference_steps) if "quality" in sections else {}
+    if "speed" not in sections:
+        emit(quality_results)
+        return
 
     content = image_to_tensor(data.astronaut(), a.size)
     style = image_to_tensor(REPO / "spaces/style_transfer/styles/waves.png", a.size)
@@ -123,6 +181,7 @@ def main() -> None:
             "fast_images_per_second": 1 / fast_default,
             "fast_vs_gatys_speedup": gatys_seconds / fast_default,
             **({"fast_bundled_images_per_second": 1 / fast_bundled, "fast_bundled_vs_gatys_speedup": gatys_seconds / fast_bundled} if fast_bundled else {}),
+            **quality_results,
         }
     )
 

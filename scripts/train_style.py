@@ -5,8 +5,10 @@
     accelerate launch -q scripts/train_style.py --style_image s.png --dataset_name my_photos/ --image_size 256 --max_steps 2000
     accelerate launch -q scripts/train_style.py --style_image s.png --push_to_hub --hub_model_id me/starry-style
 
-Content images default to real photos shipped by scikit-image and scikit-learn (offline); pass
---dataset_name with a Hub image dataset or an image folder otherwise. The output folder holds
+Content images default to real photos shipped by scikit-image and scikit-learn (offline; astronaut and chelsea are
+held out for evaluation); pass --dataset_name with a Hub image dataset or an image folder otherwise. After training,
+Gatys optimisation of the same loss on the evaluation photos (--gatys_reference_steps, 50 L-BFGS steps from noise)
+is recorded beside the network's loss. The output folder holds
 model.safetensors + config.json (load with `TransformerNet.from_pretrained(output_dir)`), the style
 image, all_results.json, run_config.json, history.json and sample.png.
 A single .json or .yaml argument is read as a config file (HfArgumentParser).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -25,11 +26,29 @@ class _DatasetImages:
         return open_image(self.ds[int(i)][self.column])
 
 
-def load_content_images(dataset_name: str | None, config_name: str | None, image_column: str | None, max_samples: int | None) -> tuple[Sequence, str]:
-    """Content images (indexable, RGB PIL) and a description of their source."""
+# the style Space's example photos: the offline default evaluates on them and never trains on them
+HELD_OUT_PHOTOS = ("astronaut", "chelsea")
+EVAL_IMAGES = 4  # a Hub / folder dataset: evaluate on the first images of its validation split, else of its training images
+
+
+@dataclass
+class ContentImages:
+    """Training images (indexable, RGB PIL), evaluation photos and where both come from."""
+
+    train: Sequence
+    eval: list  # RGB PIL images, evaluated whole
+    source: str
+    eval_source: str
+
+
+def load_content_images(dataset_name: str | None, config_name: str | None, image_column: str | None, max_samples: int | None) -> ContentImages:
+    """The training images and the evaluation photos (held out where the data allows)."""
     if dataset_name in (None, OFFLINE_PHOTOS):
-        images = [img for _, img in offline_photos(max_samples)]
-        source = f"offline {OFFLINE_PHOTOS} ({len(images)} real photos from scikit-image and scikit-learn)"
+        photos = offline_photos()
+        images = [img for name, img in photos if name not in HELD_OUT_PHOTOS]
+        held_out = [img for name, img in photos if name in HELD_OUT_PHOTOS]
+        source = f"offline {OFFLINE_PHOTOS} ({len(photos) - len(held_out)} real photos from scikit-image and scikit-learn)"
+        eval_source = f"the held-out photos {' and '.join(HELD_OUT_PHOTOS)} (scikit-image, the Space's examples; never trained on)"
     else:
         import datasets
 
@@ -41,21 +60,33 @@ def load_content_images(dataset_name: str | None, config_name: str | None, image
         if column is None or column not in ds.column_names:
             raise HfdlError(f"{source} has no image column {image_column or ''}: pass --image_column (columns: {', '.join(ds.column_names)})")
         images = _DatasetImages(ds, column)
+        held = next((name for name in ("validation", "test") if name in dsd and name != split and len(dsd[name])), None)
+        eval_from = _DatasetImages(dsd[held], column) if held else images
+        held_out = [eval_from[i] for i in range(min(EVAL_IMAGES, len(eval_from)))]
+        eval_source = (
+            f"the first {len(held_out)} images of the {held} split" if held else f"the first {len(held_out)} training images (the data has no validation split)"
+        )
     if max_samples is not None:
         images = [images[i] for i in range(min(max_samples, len(images)))]
     if len(images) == 0:
         raise HfdlError(f"{source} holds no images: pass another --dataset_name")
-    return images, source
+    return ContentImages(images, held_out or [images[0]], source, eval_source)
+
+
+def eval_photos(images: Sequence, size: int) -> list[torch.Tensor]:
+    """Each image whole, resized to longer side `size`: (1, 3, H, W) in [0, 1]."""
+    return [image_to_tensor(img, size) for img in images]
 
 
 class ContentCrops(torch.utils.data.Dataset):
-    """Random square crops (side 50-100% of the shorter edge) resized to `size`, flipped half the time.
+    """Random square crops (side 50-100% of the shorter edge) resized to `size`, flipped half the time; each image
+    first resized to longer side `content_size` when given.
 
     The crop of sample i in epoch e is a function of (seed, epoch, i): resumed runs see the same data.
     """
 
-    def __init__(self, images: Sequence, size: int, length: int, seed: int = 0):
-        self.images, self.size, self.length, self.seed, self.epoch = images, size, length, seed, 0
+    def __init__(self, images: Sequence, size: int, length: int, seed: int = 0, content_size: int | None = None):
+        self.images, self.size, self.length, self.seed, self.epoch, self.content_size = images, size, length, seed, 0, content_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,6 +98,9 @@ class ContentCrops(torch.utils.data.Dataset):
         from PIL import Image
 
         img = self.images[i % len(self.images)]
+        if self.content_size:  # the scale of the photos the network will stylise
+            scale = self.content_size / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
         rng = random.Random(f"{self.seed}-{self.epoch}-{i}")
         side = max(1, round(min(img.size) * rng.uniform(0.5, 1.0)))
         x0, y0 = rng.randint(0, img.width - side), rng.randint(0, img.height - side)
@@ -74,16 +108,3 @@ class ContentCrops(torch.utils.data.Dataset):
         if rng.random() < 0.5:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return image_to_tensor(crop)[0]
-
-
-def centre_crops(images: Sequence, size: int, n: int = 4) -> torch.Tensor:
-    """A fixed evaluation batch: centre crops of the first `n` content images."""
-    from PIL import Image
-
-    out = []
-    for i in range(min(n, len(images))):
-        img = images[i]
-        side = min(img.size)
-        box = ((img.width - side) // 2, (img.height - side) // 2)
-        out.append(image_to_tensor(img.crop((*box, box[0] + side, box[1] + side)).resize((size, size), Image.Resampling.BILINEAR))[0])
-    return torch.stack(out)

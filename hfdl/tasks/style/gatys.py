@@ -84,13 +84,18 @@ class FeatureNetwork(nn.Module):
         """Always in eval mode (frozen)."""
         return super().train(False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """`{layer: features}` of every requested layer, or only of `layers` (the pass stops after the last of them)."""
+        wanted = self._wanted if layers is None else {i: n for i, n in self._wanted.items() if n in layers}
+        if layers is not None and len(wanted) != len(set(layers)):
+            raise HfdlError(f"layer(s) {sorted(set(layers) - set(wanted.values()))} were not requested from this feature network ({', '.join(self.layers)})")
+        last = max(wanted)
         x = (x - self.mean) / self.std
         out = {}
-        for i, module in enumerate(self.body):
+        for i, module in enumerate(self.body[: last + 1]):
             x = module(x)
-            if i in self._wanted:
-                out[self._wanted[i]] = x
+            if i in wanted:
+                out[wanted[i]] = x
         return out
 
 
@@ -257,7 +262,7 @@ def gatys_iter(
     target_content_img = luminance(content) if cfg.preserve_colour else content
     style_imgs = [match_luminance(s.to(device), content) if cfg.preserve_colour else s.to(device) for s in styles]
     with torch.no_grad():
-        target_content = net(target_content_img)[cfg.content_layer]
+        target_content = net(target_content_img, (cfg.content_layer,))[cfg.content_layer]
     target_grams = style_targets(net, style_imgs, weights, cfg.style_layers)
 
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -24,8 +24,18 @@ from hfdl.core.training import make_accelerator, train
 from hfdl.errors import HfdlError
 from hfdl.tasks.style.args import StyleArguments, StyleTrainingArguments
 from hfdl.tasks.style.card import write_cards
-from hfdl.tasks.style.data import ContentCrops, centre_crops, load_content_images
-from hfdl.tasks.style.gatys import FeatureNetwork, content_loss, load_feature_network, style_loss, style_targets, total_variation_loss, vgg_layer_names
+from hfdl.tasks.style.data import ContentCrops, eval_photos, load_content_images
+from hfdl.tasks.style.gatys import (
+    FeatureNetwork,
+    GatysConfig,
+    content_loss,
+    gatys,
+    load_feature_network,
+    style_loss,
+    style_targets,
+    total_variation_loss,
+    vgg_layer_names,
+)
 from hfdl.tasks.style.model import TransformerNet
 
 logger = logging.getLogger(__name__)
@@ -47,7 +57,7 @@ class PerceptualLoss(torch.nn.Module):
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            target = self.net(content)[self.content_layer]
+            target = self.net(content, (self.content_layer,))[self.content_layer]  # stops at the content layer
         feats = self.net(output)
         c = content_loss(feats[self.content_layer], target)
         s = style_loss(feats, {layer: getattr(self, f"gram_{layer}") for layer in self.style_layers})
@@ -71,8 +81,9 @@ def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv:
     check_output_dir(out, [out], training_args, OUTPUTS)
     accelerator = make_accelerator(training_args)
     set_seed(training_args.seed)
-    images, source = load_content_images(style_args.dataset_name, style_args.dataset_config_name, style_args.image_column, style_args.max_train_samples)
-    accelerator.print(f"content: {source}; style: {style_args.style_image}")
+    content = load_content_images(style_args.dataset_name, style_args.dataset_config_name, style_args.image_column, style_args.max_train_samples)
+    images, source = content.train, content.source
+    accelerator.print(f"content: {source}; evaluation: {content.eval_source}; style: {style_args.style_image}")
 
     net = load_feature_network(style_args.feature_net, (style_args.content_layer, *style_args.style_layer_list)).to(accelerator.device)
     style = image_to_tensor(style_img, style_args.style_size or style_args.image_size).to(accelerator.device)
@@ -80,21 +91,23 @@ def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv:
         net, style, style_args.content_layer, style_args.style_layer_list, (style_args.content_weight, style_args.style_weight, style_args.tv_weight)
     )
     model = TransformerNet(base_channels=style_args.base_channels, num_residual_blocks=style_args.num_residual_blocks)
-    crops = ContentCrops(images, style_args.image_size, style_args.samples_per_epoch, seed=training_args.seed)
+    crops = ContentCrops(
+        images, style_args.image_size, style_args.samples_per_epoch, seed=training_args.seed, content_size=style_args.content_size or style_args.eval_size
+    )
     bs = training_args.per_device_train_batch_size
     train_dl = torch.utils.data.DataLoader(crops, batch_size=bs, shuffle=True, num_workers=training_args.dataloader_num_workers, drop_last=len(crops) >= bs)
-    eval_batch = centre_crops(images, style_args.image_size)
+    photos = [p.to(accelerator.device) for p in eval_photos(content.eval, style_args.eval_size)]
 
     def compute_loss(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return criterion(m(x), x)["loss"]
 
     @torch.no_grad()
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        """The perceptual loss of the clamped output (what a user sees), each evaluation photo whole, averaged."""
         m.eval()
-        x = eval_batch.to(accelerator.device)
-        losses = criterion(m(x), x)
+        losses = mean_losses(criterion(m(x).clamp(0, 1), x) for x in photos)
         m.train()
-        return {f"eval_{k}": v.item() for k, v in losses.items()}
+        return {f"eval_{k}": v for k, v in losses.items()}
 
     out.mkdir(parents=True, exist_ok=True)
     initial = evaluate(model.to(accelerator.device))  # the untrained network's losses: what training improved on
@@ -118,10 +131,14 @@ def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv:
         "train_images_per_second": result.train_samples_per_second,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "content_source": source,
+        "eval_photos": content.eval_source,
+        "eval_size": style_args.eval_size,
         "style_image": None,
         "sample_image": "sample.png",
     }
     if accelerator.is_main_process:
+        if style_args.gatys_reference_steps:
+            results.update(gatys_reference(criterion, style, photos, style_args, results["eval_loss"]))
         model.save_pretrained(out)
         style_file = out / f"style{Path(style_args.style_image).suffix.lower() or '.png'}"
         shutil.copyfile(style_args.style_image, style_file)
@@ -144,6 +161,47 @@ def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv:
     accelerator.wait_for_everyone()
     accelerator.print(json.dumps({k: v for k, v in results.items() if isinstance(v, (int, float))}))
     return results
+
+
+def mean_losses(per_photo) -> dict[str, float]:
+    """Average each loss term over photos (a generator of `PerceptualLoss` outputs)."""
+    rows = [{k: v.item() for k, v in losses.items()} for losses in per_photo]
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+
+
+def gatys_trajectory(criterion: PerceptualLoss, style: torch.Tensor, photos: Sequence[torch.Tensor], steps: int, init: str, feature_net: str = "vgg16"):
+    """Gatys et al.'s optimisation of `criterion` itself (its layers, weights and style target) on each photo for `steps`
+    L-BFGS steps from `init`: `(mean loss after k steps for k = 0..steps, the final mean losses, seconds)`."""
+    cfg = GatysConfig(
+        steps=steps, init=init, content_layer=criterion.content_layer, style_layers=criterion.style_layers, content_weight=criterion.content_weight,
+        style_weight=criterion.style_weight, tv_weight=criterion.tv_weight, feature_net=feature_net, preview_every=1,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    runs = [gatys(x, [style], cfg, net=criterion.net) for x in photos]
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        final = mean_losses(criterion(r.image, x) for r, x in zip(runs, photos))
+    # history[k] is the loss evaluated after k steps (L-BFGS evaluates once per step); one that converged early keeps its last
+    per_photo = [[h["loss"] for h in r.history] for r in runs]
+    trajectory = [sum(t[min(k, len(t) - 1)] for t in per_photo) / len(per_photo) for k in range(steps)] + [final["loss"]]
+    return trajectory, final, seconds
+
+
+def gatys_reference(criterion: PerceptualLoss, style: torch.Tensor, photos: Sequence[torch.Tensor], style_args: StyleArguments, eval_loss: float) -> dict:
+    """Gatys optimisation of the network's own loss on the evaluation photos, stopped after `--gatys_reference_steps`
+    L-BFGS steps: the bar a fast network is held to (Johnson et al. 2016 report matching 50-100 steps), and the
+    number of steps Gatys needs to get as low as the network (None: more than that)."""
+    steps, init = style_args.gatys_reference_steps, style_args.gatys_reference_init
+    trajectory, losses, seconds = gatys_trajectory(criterion, style, photos, steps, init, style_args.feature_net)
+    logger.info("Gatys reference (%d L-BFGS steps from %s): loss %.4g; the network: %.4g", steps, init, losses["loss"], eval_loss)
+    return {
+        **{f"gatys_reference_{k}": round(v, 6) for k, v in losses.items()},
+        "gatys_reference_steps": steps,
+        "gatys_reference_init": init,
+        "gatys_reference_seconds": round(seconds, 2),
+        "loss_vs_gatys_reference": round(eval_loss / losses["loss"], 4),
+        "gatys_steps_to_match": next((k for k, loss in enumerate(trajectory) if loss <= eval_loss), None),
+    }
 
 
 def _write_sample(model: TransformerNet, style_args: StyleArguments, out: Path, device) -> dict:

@@ -63,7 +63,8 @@ def tiny_style_args(out, style, *extra):
     return [
         "--style_image", str(style), "--output_dir", str(out), "--image_size", "32", "--samples_per_epoch", "16",
         "--per_device_train_batch_size", "2", "--num_train_epochs", "2", "--base_channels", "8", "--num_residual_blocks", "1",
-        "--max_train_samples", "3", "--sample_size", "40", "--learning_rate", "3e-3", "--style_layers", "relu1_2,relu2_2", *extra,
+        "--max_train_samples", "3", "--sample_size", "40", "--learning_rate", "3e-3", "--style_layers", "relu1_2,relu2_2",
+        "--eval_size", "40", "--gatys_reference_steps", "3", *extra,
     ]  # fmt: skip
 
 
@@ -83,6 +84,10 @@ def test_train_style_writes_a_self_describing_folder(trained, style_file):
     assert {"eval_content_loss", "eval_style_loss", "eval_tv_loss", "eval_loss"} <= set(saved)
     assert (out / "style.png").read_bytes() == style_file.read_bytes()
     assert saved["eval_loss"] < 0.5 * saved["initial_eval_loss"]  # it learns
+    # evaluated on the held-out photos, whole, beside Gatys optimisation of the same loss on them
+    assert saved["eval_photos"].startswith("the held-out photos astronaut and chelsea") and saved["eval_size"] == 40
+    assert saved["gatys_reference_steps"] == 3 and saved["gatys_reference_init"] == "noise" and saved["gatys_reference_loss"] > 0
+    assert saved["loss_vs_gatys_reference"] == pytest.approx(saved["eval_loss"] / saved["gatys_reference_loss"], rel=1e-3)
     assert len(json.loads((out / "history.json").read_text())) == 2
     cfg = json.loads((out / "run_config.json").read_text())
     assert cfg["seed"] == 42 and cfg["style_args"]["style_image"] == str(style_file) and cfg["wall_seconds"] > 0
@@ -91,6 +96,8 @@ def test_train_style_writes_a_self_describing_folder(trained, style_file):
     assert cfg["task"] == "style-transfer"
     card = (out / "README.md").read_text()  # written after training; its snippet loads this folder
     assert f'TransformerNet.from_pretrained("{out.resolve()}")' in card and "![style](style.png)" in card
+    assert "Gatys et al.'s L-BFGS optimisation from noise stopped after 3 steps reaches" in card and "held-out photos" in card
+    assert saved["gatys_steps_to_match"] is None or 0 <= saved["gatys_steps_to_match"] <= 3
 
 
 def test_saved_network_reproduces_the_sample(trained):
@@ -108,12 +115,46 @@ def test_finished_output_dir_is_kept(trained, style_file):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_offline_content_holds_out_the_space_examples():
+    """The offline default never trains on the photos it is evaluated on (the Space's examples)."""
+    import numpy as np
+    from skimage import data
+
+    from hfdl.tasks.style.data import HELD_OUT_PHOTOS, load_content_images
+
+    content = load_content_images(None, None, None, None)
+    assert HELD_OUT_PHOTOS == ("astronaut", "chelsea") and len(content.train) == 8 and len(content.eval) == 2
+    held = [data.astronaut(), data.chelsea()]
+    assert [np.array_equal(np.asarray(img), h) for img, h in zip(content.eval, held)] == [True, True]
+    assert not any(np.array_equal(np.asarray(img), h) for img in content.train for h in held if np.asarray(img).shape == h.shape)
+    assert len(load_content_images(None, None, None, 3).train) == 3
+
+
+def test_gatys_reference_optimises_the_networks_own_loss(style_file):
+    """The reference is Gatys optimisation of the very loss the network is scored by: from the photo it can only go down."""
+    from hfdl.tasks.style.args import StyleArguments
+    from hfdl.tasks.style.gatys import load_feature_network
+    from hfdl.tasks.style.pipeline import PerceptualLoss, gatys_reference
+
+    layers = ("relu1_2", "relu2_2")
+    net = load_feature_network("vgg16", layers)
+    criterion = PerceptualLoss(net, image_to_tensor(style_file, 32), "relu2_2", layers, (1.0, 1e6, 1e-2))
+    photo = image_to_tensor(Image.open(style_file).rotate(90).resize((40, 28)))
+    identity = criterion(photo, photo)["loss"].item()
+    args = StyleArguments(style_image=str(style_file), gatys_reference_steps=10, gatys_reference_init="content")
+    ref = gatys_reference(criterion, image_to_tensor(style_file, 32), [photo], args, eval_loss=identity)
+    assert ref["gatys_reference_steps"] == 10 and ref["gatys_reference_loss"] < 0.5 * identity
+    assert ref["loss_vs_gatys_reference"] == pytest.approx(identity / ref["gatys_reference_loss"], rel=1e-3)
+
+
 def test_train_style_user_errors(tmp_path, style_file):
     (tmp_path / "s.png").write_text("no pixels")
     with pytest.raises(HfdlError, match="is not a readable image"):
         train_style.main(tiny_style_args(tmp_path / "o", tmp_path / "s.png"))
     with pytest.raises(HfdlError, match="no style image: pass --style_image"):
         train_style.main(["--output_dir", str(tmp_path / "o")])
+    with pytest.raises(HfdlError, match="--gatys_reference_init 'white' is unknown: use noise or content"):
+        train_style.main(tiny_style_args(tmp_path / "o", style_file, "--gatys_reference_init", "white"))
     with pytest.raises(HfdlError, match="--max_steps 3 and --max_train_steps 5 disagree"):
         train_style.main(tiny_style_args(tmp_path / "o", style_file, "--max_steps", "3", "--max_train_steps", "5"))
     assert not (tmp_path / "o").exists()
@@ -129,6 +170,7 @@ def test_train_style_through_accelerate_launch_on_an_imagefolder(tmp_path, style
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "all_results.json").read_text())
     assert results["steps"] == 2 and results["content_source"].startswith(f"imagefolder {imagefolder[0]}")
+    assert results["eval_photos"] == "the first 4 training images (the data has no validation split)"
     assert TransformerNet.from_pretrained(tmp_path)(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
 
 
