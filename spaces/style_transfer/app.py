@@ -45,6 +45,24 @@ FAST_MODELS = ModelMenu(
 )
 
 
+def _metrics_line(name: str, p: dict) -> str | None:
+    """What a bundled network scores on the held-out photos against Gatys optimisation of the same loss."""
+    if "gatys_reference_loss" not in p:
+        return None
+    return (
+        f"- `{name}`: perceptual loss {p['eval_loss']:.3g} on the held-out example photos at {p['eval_size']} px, "
+        f"{p['loss_vs_gatys_reference']:.2f}x that of Gatys optimisation stopped after {p['gatys_reference_steps']} L-BFGS steps "
+        f"from {p['gatys_reference_init']} ({p['steps']:,} training steps, {p['train_seconds'] / 60:.0f} min on 2 CPU cores)"
+        + (f"; optimisation needs {p['gatys_steps_to_match']} steps to get as low" if p.get("gatys_steps_to_match") is not None else "")
+    )
+
+
+def _network_for_style(label: str) -> str | None:
+    """The bundled fast network trained on a bundled style (folder named after the style file), if there is one."""
+    name = f"{STYLES[label].stem} (bundled)" if label in STYLES else None
+    return name if name in FAST_MODELS.sources else None
+
+
 def _check_image(img, what: str) -> None:
     check_image(img, what)
     if max(img.size) > LARGE_UPLOAD:
@@ -101,7 +119,9 @@ def stylize(content, style=None, bundled_style=NO_STYLE, method="optimisation", 
 
 
 def _show_bundled(name: str):
-    return gr.Image(value=str(STYLES[name])) if name in STYLES else gr.Image()
+    """Show the bundled style and select the fast network trained on it."""
+    network = _network_for_style(name)
+    return (gr.Image(value=str(STYLES[name])) if name in STYLES else gr.Image()), (gr.Dropdown(value=network) if network else gr.Dropdown())
 
 
 with gr.Blocks(title="Neural style transfer") as demo:
@@ -109,7 +129,8 @@ with gr.Blocks(title="Neural style transfer") as demo:
         "# Neural style transfer\n"
         "Upload a content photo and a style image (or pick a bundled style). **Optimisation** (Gatys et al.) optimises the "
         "pixels against a frozen VGG16 and shows intermediate results; **fast** runs a feed-forward network (Johnson et al.) "
-        "trained for one style. Large images are resized to the output size."
+        "trained for one style (picking a bundled style selects its network). Large images are resized to the output size.\n"
+        + FAST_MODELS.bundled_metrics(_metrics_line)
     )
     with gr.Row():
         content_in = ImageInput(label="Content image", type="pil", image_mode="RGB", elem_id="content", height=320)
@@ -129,17 +150,17 @@ with gr.Blocks(title="Neural style transfer") as demo:
     run_btn = gr.Button("Stylise", variant="primary", elem_id="run")
     api_btn = gr.Button(visible=False)  # carries the clean /stylize API (image only); the visible button adds a status line
     inputs = [content_in, style_in, bundled_in, method_in, fast_in, steps_in, strength_in, colour_in, size_in]
-    bundled_in.change(_show_bundled, bundled_in, style_in, api_name=False)
+    bundled_in.change(_show_bundled, bundled_in, [style_in, fast_in], api_name=False)
     run_btn.click(run_style_transfer, inputs, [output, status], api_name="stylize_with_status", api_visibility="undocumented")
     api_btn.click(stylize, inputs, output, api_name="stylize")
     gr.Examples(
         examples=[
             [
                 str(HERE / "examples" / "astronaut.jpg"),
-                str(STYLES["Waves (generated, CC0)"]),
-                NO_STYLE,
+                None,
+                "Waves (generated, CC0)",
                 "fast",
-                FAST_MODELS.default,
+                _network_for_style("Waves (generated, CC0)") or FAST_MODELS.default,
                 50,
                 1.0,
                 False,

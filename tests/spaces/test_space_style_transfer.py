@@ -2,6 +2,7 @@
 
 import importlib.util
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -45,6 +46,48 @@ def test_fast_endpoint_uses_the_bundled_network(app):
     assert max(img.size) == 96
 
 
+BUNDLED = sorted(d for d in (APP / "models").glob("*") if (d / "model.safetensors").is_file())
+
+
+def test_bundled_networks_load_strictly_and_score_what_they_record():
+    """Issue 15: at least three bundled styles, each scored (perceptual loss on the held-out example photos at 256 px)
+    beside Gatys optimisation of the same loss stopped after 50 L-BFGS steps. The fp16 copy scores what the run
+    recorded, below the unstylised photo, and as low as at least 5 optimisation steps (50 is the goal, not met yet:
+    the Space's README has the table)."""
+    import json
+
+    import torch
+
+    from hfdl.core.images import image_to_tensor
+    from hfdl.tasks.style.data import eval_photos, load_content_images
+    from hfdl.tasks.style.gatys import load_feature_network
+    from hfdl.tasks.style.model import TransformerNet
+    from hfdl.tasks.style.pipeline import PerceptualLoss, mean_losses
+
+    assert len(BUNDLED) >= 3 and {d.name for d in BUNDLED} >= {"waves", "ihc", "hubble"}
+    photos = eval_photos(load_content_images(None, None, None, None).eval, 256)
+    for folder in BUNDLED:
+        r, sa = json.loads((folder / "all_results.json").read_text()), json.loads((folder / "run_config.json").read_text())["style_args"]
+        assert r["eval_photos"].startswith("the held-out photos astronaut and chelsea") and r["eval_size"] == 256
+        assert (r["gatys_reference_steps"], r["gatys_reference_init"]) == (50, "noise")
+        assert r["loss_vs_gatys_reference"] == pytest.approx(r["eval_loss"] / r["gatys_reference_loss"], rel=1e-3)
+        assert 5 <= r["gatys_steps_to_match"] <= 50, folder.name
+        style_file = APP / json.loads((folder / "provenance.json").read_text())["style"]
+        assert style_file.name == Path(sa["style_image"]).name and style_file.is_file()
+        net = TransformerNet.from_pretrained(folder)  # strict
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+        layers = [layer.strip() for layer in sa["style_layers"].split(",")]
+        criterion = PerceptualLoss(
+            load_feature_network(sa["feature_net"], (sa["content_layer"], *layers)), image_to_tensor(style_file, sa["style_size"] or sa["image_size"]),
+            sa["content_layer"], layers, (sa["content_weight"], sa["style_weight"], sa["tv_weight"]),
+        )  # fmt: skip
+        with torch.no_grad():
+            loss = mean_losses(criterion(net(x).clamp(0, 1), x) for x in photos)["loss"]
+            unstylised = mean_losses(criterion(x, x) for x in photos)["loss"]
+        assert loss < unstylised, folder.name  # better than no stylisation at all (hubble: 386 vs 733)
+        assert loss == pytest.approx(r["eval_loss"], rel=0.01), folder.name  # the fp16 copy scores what the run measured
+
+
 def test_huge_upload_is_resized(app, tmp_path):
     big = tmp_path / "big.png"
     Image.open(CONTENT).convert("RGB").resize((2400, 1600)).save(big)
@@ -78,6 +121,8 @@ def test_in_the_browser(app, browser_page, tmp_path):
     page.locator("#bundled input").click()
     page.get_by_role("option", name="Immunohistochemistry (scikit-image)").click()
     page.locator("#style img").first.wait_for(timeout=30_000)  # the bundled style is shown
+    if any(d.name == "ihc" for d in BUNDLED):  # and its fast network is selected
+        page.wait_for_function("() => document.querySelector('#fast_model input').value === 'ihc (bundled)'", timeout=10_000)
     set_number(page, "steps", 5)
     set_number(page, "size", 64)
     page.locator("#run").click()
