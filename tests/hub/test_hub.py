@@ -260,7 +260,7 @@ def style_run(tmp_path_factory):
     argv = [
         "--style_image", str(style), "--output_dir", str(out), "--image_size", "32", "--samples_per_epoch", "8",
         "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--base_channels", "8", "--num_residual_blocks", "1",
-        "--max_train_samples", "2", "--sample_size", "40", "--style_layers", "relu1_2,relu2_2",
+        "--max_train_samples", "2", "--sample_size", "40", "--style_layers", "relu1_2,relu2_2", "--eval_size", "40", "--gatys_reference_steps", "2",
     ]  # fmt: skip
     return out, train_style.main(argv)
 
@@ -271,7 +271,7 @@ def test_style_card_and_push(style_run, write_endpoint, hub_client, at):
     out, _ = style_run
     (plan,) = plans(out, "hfdl-tester/tiny-style").values()
     results = json.loads((out / "all_results.json").read_text())
-    numeric = _evaluation(results)
+    numeric = {**_evaluation(results), **{k: results[k] for k in ("gatys_reference_loss", "loss_vs_gatys_reference")}}  # the comparison too
     assert sorted(_model_index(plan.card).values()) == pytest.approx(sorted(numeric.values()))
     assert plan.card.data.to_dict()["pipeline_tag"] == "image-to-image" and "![style](style.png)" in plan.card.text
     assert not any(p in plan.card.text for p in hub.PLACEHOLDERS)
@@ -406,6 +406,7 @@ def test_train_style_push_to_hub_publishes_after_training(tmp_path, write_endpoi
         "--style_image", str(tmp_path / "s.png"), "--output_dir", str(tmp_path / "run"), "--image_size", "32", "--samples_per_epoch", "4",
         "--per_device_train_batch_size", "2", "--num_train_epochs", "1", "--base_channels", "4", "--num_residual_blocks", "1",
         "--max_train_samples", "2", "--sample_size", "32", "--style_layers", "relu1_2", "--push_to_hub", "--hub_model_id", "hfdl-tester/s",
+        "--eval_size", "32", "--gatys_reference_steps", "0",
     ]  # fmt: skip
     results = train_style.main(argv)
     files = write_endpoint.files("hfdl-tester/s")
