@@ -84,7 +84,7 @@ def quality(models_dir: Path, steps: int) -> dict:
     """Each bundled network's loss on the held-out photos beside Gatys stopped after `steps` L-BFGS steps (noise / content start)."""
     from hfdl.tasks.style.args import StyleArguments
     from hfdl.tasks.style.data import load_content_images
-    from hfdl.tasks.style.pipeline import PerceptualLoss, eval_photos, gatys_reference, mean_losses
+    from hfdl.tasks.style.pipeline import eval_photos, gatys_reference, mean_losses, perceptual_loss
 
     content = load_content_images(None, None, None, None)
     rows, out = [], {}
@@ -94,9 +94,7 @@ def quality(models_dir: Path, steps: int) -> dict:
         style_file = models_dir.parent / json.loads((folder / "provenance.json").read_text())["style"]  # the Space's styles/
         args = StyleArguments(**{**sa, "style_image": str(style_file), "gatys_reference_steps": steps})
         photos = eval_photos(content.eval, r.get("eval_size", 256))
-        net = load_feature_network(args.feature_net, (args.content_layer, *args.style_layer_list))
-        style = image_to_tensor(args.style_image, args.style_size or args.image_size)
-        criterion = PerceptualLoss(net, style, args.content_layer, args.style_layer_list, (args.content_weight, args.style_weight, args.tv_weight))
+        criterion, style = perceptual_loss(args, args.style_image)
         model = TransformerNet.from_pretrained(folder)
         with torch.no_grad():
             loss = mean_losses(criterion(model(x).clamp(0, 1), x) for x in photos)["loss"]

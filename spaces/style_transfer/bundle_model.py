@@ -56,10 +56,8 @@ def main(argv: list[str] | None = None, models_dir: Path = HERE / "models") -> P
         if run.get("task") != "style-transfer":
             raise HfdlError(f"{run_dir} is a '{run.get('task')}' run: bundle a scripts/train_style.py run")
         style = Path(run.get("style_args", {}).get("style_image") or "")
-        if (
-            not (HERE / "styles" / style.name).is_file()
-            or (HERE / "styles" / style.name).read_bytes() != (run_dir / results.get("style_image", "")).read_bytes()
-        ):
+        shipped, trained = HERE / "styles" / style.name, run_dir / (results.get("style_image") or "style.png")
+        if not (style.name and shipped.is_file() and trained.is_file() and shipped.read_bytes() == trained.read_bytes()):
             raise HfdlError(
                 f"{run_dir} was trained on {style}, which is not one of {HERE / 'styles'}: add the style image there first (with its licence in README.md)"
             )

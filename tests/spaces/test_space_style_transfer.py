@@ -58,11 +58,10 @@ def test_bundled_networks_load_strictly_and_score_what_they_record():
 
     import torch
 
-    from hfdl.core.images import image_to_tensor
+    from hfdl.tasks.style.args import StyleArguments
     from hfdl.tasks.style.data import eval_photos, load_content_images
-    from hfdl.tasks.style.gatys import load_feature_network
     from hfdl.tasks.style.model import TransformerNet
-    from hfdl.tasks.style.pipeline import PerceptualLoss, mean_losses
+    from hfdl.tasks.style.pipeline import mean_losses, perceptual_loss
 
     assert len(BUNDLED) >= 3 and {d.name for d in BUNDLED} >= {"waves", "ihc", "hubble"}
     photos = eval_photos(load_content_images(None, None, None, None).eval, 256)
@@ -76,11 +75,7 @@ def test_bundled_networks_load_strictly_and_score_what_they_record():
         assert style_file.name == Path(sa["style_image"]).name and style_file.is_file()
         net = TransformerNet.from_pretrained(folder)  # strict
         assert all(p.dtype == torch.float32 for p in net.parameters())
-        layers = [layer.strip() for layer in sa["style_layers"].split(",")]
-        criterion = PerceptualLoss(
-            load_feature_network(sa["feature_net"], (sa["content_layer"], *layers)), image_to_tensor(style_file, sa["style_size"] or sa["image_size"]),
-            sa["content_layer"], layers, (sa["content_weight"], sa["style_weight"], sa["tv_weight"]),
-        )  # fmt: skip
+        criterion, _ = perceptual_loss(StyleArguments(**{**sa, "style_image": str(style_file)}), style_file)
         with torch.no_grad():
             loss = mean_losses(criterion(net(x).clamp(0, 1), x) for x in photos)["loss"]
             unstylised = mean_losses(criterion(x, x) for x in photos)["loss"]

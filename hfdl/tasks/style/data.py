@@ -70,7 +70,7 @@ def load_content_images(dataset_name: str | None, config_name: str | None, image
         images = [images[i] for i in range(min(max_samples, len(images)))]
     if len(images) == 0:
         raise HfdlError(f"{source} holds no images: pass another --dataset_name")
-    return ContentImages(images, held_out or [images[0]], source, eval_source)
+    return ContentImages(images, held_out, source, eval_source)
 
 
 def eval_photos(images: Sequence, size: int) -> list[torch.Tensor]:

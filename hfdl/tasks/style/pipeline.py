@@ -66,6 +66,15 @@ class PerceptualLoss(torch.nn.Module):
         return {"loss": total, "content_loss": c, "style_loss": s, "tv_loss": tv}
 
 
+def perceptual_loss(style_args: StyleArguments, style_image, device="cpu") -> tuple[PerceptualLoss, torch.Tensor]:
+    """The loss a run trains and is scored by (its feature network, layers, weights, style image at --style_size),
+    and the style tensor its Gram targets come from: what training, the Gatys reference and re-scoring share."""
+    net = load_feature_network(style_args.feature_net, (style_args.content_layer, *style_args.style_layer_list)).to(device)
+    style = image_to_tensor(style_image, style_args.style_size or style_args.image_size).to(device)
+    weights = (style_args.content_weight, style_args.style_weight, style_args.tv_weight)
+    return PerceptualLoss(net, style, style_args.content_layer, style_args.style_layer_list, weights), style
+
+
 def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv: list[str] | None = None) -> dict:
     """Train a fast style network and write the self-describing output folder; returns all_results."""
     from accelerate.utils import set_seed
@@ -85,11 +94,7 @@ def run(style_args: StyleArguments, training_args: StyleTrainingArguments, argv:
     images, source = content.train, content.source
     accelerator.print(f"content: {source}; evaluation: {content.eval_source}; style: {style_args.style_image}")
 
-    net = load_feature_network(style_args.feature_net, (style_args.content_layer, *style_args.style_layer_list)).to(accelerator.device)
-    style = image_to_tensor(style_img, style_args.style_size or style_args.image_size).to(accelerator.device)
-    criterion = PerceptualLoss(
-        net, style, style_args.content_layer, style_args.style_layer_list, (style_args.content_weight, style_args.style_weight, style_args.tv_weight)
-    )
+    criterion, style = perceptual_loss(style_args, style_img, accelerator.device)
     model = TransformerNet(base_channels=style_args.base_channels, num_residual_blocks=style_args.num_residual_blocks)
     crops = ContentCrops(
         images, style_args.image_size, style_args.samples_per_epoch, seed=training_args.seed, content_size=style_args.content_size or style_args.eval_size
