@@ -176,6 +176,9 @@ class BudgetSchedule:
     speed drifts. Up to half the budget the estimate is the mean since the first step; the later ones
     time only the steps since the previous fit (the speed the rest of the run will have), so a run
     whose steps got faster no longer reaches the end of its schedule with minutes of budget unused.
+    Between those points, a schedule running ahead of the clock (a quarter more of its steps done than of the
+    budget spent: steps much faster than when it was fitted) is refitted at once from the steps since the
+    previous fit, so it cannot reach its end, and stop the run, with most of the budget unused.
     Warmup is `warmup_ratio` of the fitted length. A decaying schedule (cosine, linear) ends the run when it reaches zero;
     a constant one runs until the clock stops it. The fitted length is saved in checkpoints (resume
     keeps it) and reported as `schedule_steps`, so `--max_train_steps schedule_steps` replays the
@@ -185,6 +188,7 @@ class BudgetSchedule:
     PROVISIONAL_AFTER = 4  # steps after (re)start; the first step pays one-off allocation costs
     REFIT_AT = (0.10, 0.25, 0.50, 0.75, 0.90)  # fractions of the budget; the last one is final
     RECENT_FROM = 0.75  # refits from this fraction on time the steps since the previous fit
+    AHEAD = 0.25  # refit early when the fraction of the schedule done exceeds the fraction of the budget by this
 
     def __init__(self, args: TrainingArguments, budget_s: float, max_steps: int, num_processes: int, state: dict | None = None):
         self.args, self.budget_s, self.num_processes = args, budget_s, num_processes
@@ -211,11 +215,13 @@ class BudgetSchedule:
             return False
         done = completed_steps - self._first[0]
         passed = sum(train_seconds >= f * self.budget_s for f in self.REFIT_AT)
-        if passed == self._passed and done != self.PROVISIONAL_AFTER:
+        ahead = completed_steps / self.steps - train_seconds / self.budget_s >= self.AHEAD
+        if passed == self._passed and done != self.PROVISIONAL_AFTER and not ahead:
             return False
         self._passed, final = passed, passed == len(self.REFIT_AT)
         last = self._last
-        if last is not None and train_seconds >= self.RECENT_FROM * self.budget_s and completed_steps > last[0]:
+        recent = ahead or train_seconds >= self.RECENT_FROM * self.budget_s
+        if last is not None and recent and completed_steps > last[0]:
             per_step = (train_seconds - last[1]) / (completed_steps - last[0])
         else:
             per_step = (train_seconds - self._first[1]) / max(done, 1)

@@ -159,6 +159,24 @@ def test_budget_schedule_follows_steps_that_got_faster_and_uses_the_whole_budget
     assert fit.final and fit.steps == 150 and step == 150 and seconds(step) == 100  # every second of the budget used
 
 
+def test_budget_schedule_ahead_of_the_clock_is_refitted_before_it_ends_the_run():
+    """Steps 10x faster after the first 20% of the budget (warm caches, a short run): the early fits expect the
+    slow pace, so the schedule would end, and stop the run, at a quarter of the budget (a clean-clone run stopped
+    at 1.5 of 3 s). Running ahead of the clock, it is refitted from the recent steps and uses the budget."""
+    from hfdl.core.training import BudgetSchedule
+
+    args = TrainingArguments(output_dir="out", lr_scheduler_type="cosine", warmup_ratio=0.1, learning_rate=1.0, time_budget_minutes=100 / 60)
+    fit = BudgetSchedule(args, budget_s=100.0, max_steps=10_000, num_processes=1)
+    seconds = lambda step: 3.0 * step if step <= 6 else 18 + 0.25 * (step - 6)  # noqa: E731
+    step = 0
+    while step < fit.steps and seconds(step + 1) <= 100:
+        step += 1
+        fit.observe(step, seconds(step))
+    # every step the budget holds, at the end of the schedule (without the early refit: step 33, 25 s, lr zero)
+    assert fit.final and seconds(step) == 100 and step == 334
+    assert fit.steps == step
+
+
 def test_time_budget_run_decays_to_the_end_and_checkpoints_the_fitted_schedule(tmp_path):
     import time as _time
 
