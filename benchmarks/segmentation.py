@@ -7,6 +7,10 @@ alternating rounds, so a busy machine slows each alike).
 
 Without --model the default architecture with its pretrained backbone is timed (the weights do not change the cost).
 Each round times `predict` (network, logits at the input size, argmax) once per decoder.
+
+Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of 16 at the default
+--image_size, cross-entropy + Dice, AdamW) with the pretrained backbone's stem frozen up to the default
+--frozen_stride against the whole backbone trained, alternating, as a ratio (the claim of --frozen_stride's help).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import time
 import torch
 from _common import emit
 
-from hfdl.tasks.segmentation.args import DECODERS, DEFAULT_DECODER, SegmenterArguments
+from hfdl.tasks.segmentation.args import DECODERS, DEFAULT_DECODER, SegmentationDataArguments, SegmentationTrainingArguments, SegmenterArguments
+from hfdl.tasks.segmentation.metrics import segmentation_loss
 from hfdl.tasks.segmentation.model import load_segmenter
 from hfdl.tasks.segmentation.pipeline import build_segmenter
 
@@ -31,6 +36,7 @@ def main() -> None:
     p.add_argument("--image_size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--upsample", default="interpolate", choices=("interpolate", "transposed"))
+    p.add_argument("--train_rounds", type=int, default=8, help="Training steps timed per variant (frozen stem or not); 0 skips them.")
     a = p.parse_args()
     torch.set_num_threads(2)
     names = [str(i) for i in range(NUM_CLASSES)]
@@ -62,8 +68,41 @@ def main() -> None:
             **{f"{decoder}_parameters": value for decoder, value in params.items()},
             **{f"{d}_time_ratio_to_{DEFAULT_DECODER}": ms[d] / ms[DEFAULT_DECODER] for d in DECODERS if d != DEFAULT_DECODER},
             **{f"{d}_parameter_ratio_to_{DEFAULT_DECODER}": params[d] / params[DEFAULT_DECODER] for d in DECODERS if d != DEFAULT_DECODER},
+            **(train_steps(names, a.train_rounds) if a.train_rounds else {}),
         }
     )
+
+
+def train_steps(names: list[str], rounds: int) -> dict:
+    """Median seconds of one training step of the default recipe, default --frozen_stride against 0, alternating rounds."""
+    size, batch = SegmentationDataArguments.image_size, SegmentationTrainingArguments.per_device_train_batch_size
+    default = SegmenterArguments()
+    variants = {"frozen": default, "unfrozen": SegmenterArguments(frozen_stride=0)}
+    steps = {}
+    for name, args in variants.items():
+        model = build_segmenter(args, names, None, size).train()
+        optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-3)
+        steps[name] = (model, optimizer)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(batch, 3, size, size, generator=g), torch.randint(0, len(names), (batch, size, size), generator=g)
+    times = {name: [] for name in steps}
+    for r in range(rounds + 2):  # two warm-up rounds
+        for name, (model, optimizer) in steps.items():
+            t0 = time.perf_counter()
+            segmentation_loss(model(model.normalize(x)), y, default.dice_weight).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if r >= 2:
+                times[name].append(time.perf_counter() - t0)
+    ms = {name: statistics.median(t) * 1000 for name, t in times.items()}
+    return {
+        "train_image_size": size,
+        "train_batch": batch,
+        "frozen_stride": default.resolved_frozen_stride(),
+        "train_step_ms_frozen": ms["frozen"],
+        "train_step_ms_unfrozen": ms["unfrozen"],
+        "train_step_speedup_frozen": ms["unfrozen"] / ms["frozen"],
+    }
 
 
 if __name__ == "__main__":

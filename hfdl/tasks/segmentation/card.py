@@ -22,6 +22,7 @@ from hfdl.hub.cards import (
     versions_table,
 )
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
+from hfdl.tasks.segmentation.args import resolve_frozen_stride
 from hfdl.tasks.segmentation.metrics import class_keys
 
 TASK = "image-segmentation"
@@ -110,6 +111,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "decoder": m["model_type"],
             "upsampling": m["upsample"],
             "decoder channels": m["decoder_channels"],
+            "frozen backbone layers": frozen_layers(resolve_frozen_stride(m.get("frozen_stride"), m["pretrained"])),
         }
     )
     return {
@@ -120,6 +122,10 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
         "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}" + (f", hue {d['hue']}" if d.get("hue") else ""),
         "reduce labels": d.get("reduce_labels", False),
     }  # fmt: skip
+
+
+def frozen_layers(stride: int) -> str:
+    return f"stem to the stride-{stride} level (weights and batch-norm statistics kept)" if stride else "none"
 
 
 def _per_class_rows(r: dict, label_names: list[str]) -> list[dict]:

@@ -175,6 +175,9 @@ class TimmSegmenter(
         decoder_channels: the decoder's width unit (U-Net: C at stride 4, 2C at 8, 4C at 16; FPN: C; LR-ASPP: 4C).
         mean, std: input normalisation (the backbone's).
         palette: K [r, g, b] colours for overlays (default: `default_palette`).
+        frozen_stride: freeze the backbone's layers up to its feature level of this stride (0: none; 4: the stem and
+            the stride-2 and -4 blocks, Detectron2's `freeze_at=2`): their weights and batch-norm statistics stay
+            pretrained and no gradient flows through them, the costliest full-resolution part of a training step.
     """
 
     load_what = "a segmenter"
@@ -192,6 +195,7 @@ class TimmSegmenter(
         mean: tuple[float, ...] = (0.5, 0.5, 0.5),
         std: tuple[float, ...] = (0.5, 0.5, 0.5),
         palette: list[list[int]] | None = None,
+        frozen_stride: int = 0,
     ):
         super().__init__()
         import timm
@@ -209,6 +213,8 @@ class TimmSegmenter(
                 f"cannot build the segmenter backbone '{backbone}' ({type(err).__name__}): use a timm architecture name with features_only"
             ) from err
         self.strides = tuple(self.backbone.feature_info.reduction())
+        self.frozen_stride = frozen_stride
+        self._frozen_norms = freeze_backbone_to(self.backbone, frozen_stride)
         channels = decoder_channels * DECODER_WIDTH[decoder]
         self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample)
         self.upsample_logits = Resize(num_classes, self.decoder.stride, upsample)
@@ -220,6 +226,12 @@ class TimmSegmenter(
         logits = self.decoder(self.backbone(pixel_values))  # (B, K, H/s, W/s)
         return self.upsample_logits(logits, pixel_values.shape[-2:])
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for norm in self._frozen_norms:  # frozen layers keep their pretrained statistics
+            norm.eval()
+        return self
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> the backbone's normalisation."""
         return (images - self.mean) / self.std
@@ -228,6 +240,28 @@ class TimmSegmenter(
     def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Normalised (B, 3, H, W) -> class ids (B, H, W) int64."""
         return self(pixel_values).argmax(1)
+
+
+def freeze_backbone_to(backbone: nn.Module, stride: int) -> list[nn.Module]:
+    """Freeze a timm `features_only` backbone's parameters from its stem up to its feature level of `stride` (0: none);
+    returns the batch norms in the frozen part (the model keeps them in eval mode). Any timm backbone: the level's module
+    is named by `feature_info`, and parameters register in forward order (stem first)."""
+    if not stride:
+        return []
+    levels = dict(zip(backbone.feature_info.reduction(), backbone.feature_info.module_name()))
+    if stride not in levels:
+        raise HfdlError(f"--frozen_stride {stride} is not one of the backbone's feature strides {sorted(levels)}: pass one of them, or 0")
+    prefixes = (levels[stride] + ".", levels[stride].replace(".", "_") + ".")  # FeatureListNet flattens "stages.0" to "stages_0"
+    names = [name for name, _ in backbone.named_parameters()]
+    last = max(i for i, name in enumerate(names) if name.startswith(prefixes))
+    frozen = set(names[: last + 1])
+    for name, param in backbone.named_parameters():
+        param.requires_grad_(name not in frozen)
+    norms = (m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    frozen_norms = [m for m in norms if any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
+    for norm in frozen_norms:
+        norm.eval()  # from the start: a step before the loop's first model.train() must not move their statistics
+    return frozen_norms
 
 
 def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette) -> None:

@@ -70,6 +70,33 @@ def test_strict_round_trip_keeps_logits_names_and_palette(tmp_path):
         TimmSegmenter.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("backbone", ["test_efficientnet", "test_byobnet"])  # timm's two feature wrappers: EfficientNetFeatures, FeatureListNet
+def test_frozen_stride_keeps_the_stem_pretrained_and_trains_the_rest(backbone):
+    torch.manual_seed(0)
+    model = TimmSegmenter(backbone, 3, NAMES, 64, "lraspp", decoder_channels=8, frozen_stride=4)
+    level = dict(zip(model.backbone.feature_info.reduction(), model.backbone.feature_info.module_name()))[4]
+    params = dict(model.backbone.named_parameters())
+    frozen = {n for n, p in params.items() if not p.requires_grad}
+    first, stride4 = next(iter(params)), [n for n in params if n.startswith((level + ".", level.replace(".", "_") + "."))]
+    assert first in frozen and set(stride4) <= frozen and len(frozen) < len(params)  # the stem and the stride-4 level, not the rest
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    assert model._frozen_norms and not any(m.training for m in model._frozen_norms)  # their statistics stay the pretrained ones
+    x, y = torch.randn(4, 3, 64, 64) * 3 + 1, torch.randint(0, 3, (4, 64, 64))
+    segmentation_loss(model(x), y, 1.0).backward()
+    assert all(params[n].grad is None for n in frozen)  # no gradient computed through the frozen layers
+    opt.step()
+    after = model.state_dict()
+    unchanged = {k for k in before if torch.equal(before[k], after[k])}
+    assert {f"backbone.{n}" for n in frozen} <= unchanged
+    bn_stats = [f"backbone.{n}.running_mean" for n, m in model.backbone.named_modules() if m in model._frozen_norms]
+    assert bn_stats and set(bn_stats) <= unchanged
+    assert any(k.startswith("backbone.") and k not in unchanged for k in before) and "decoder.low_classifier.weight" not in unchanged
+    with pytest.raises(HfdlError, match="--frozen_stride 2 is not one of the backbone's feature strides"):
+        TimmSegmenter(backbone, 3, NAMES, 64, "lraspp", decoder_channels=8, frozen_stride=2)
+
+
 def test_bad_configurations_are_one_line_errors():
     with pytest.raises(HfdlError, match="one name per class"):
         TimmSegmenter("test_efficientnet", 3, ["a", "b"])

@@ -78,8 +78,10 @@ def test_run_folder_results_and_card(launched):
     assert index["mean_iou"] == pytest.approx(results["eval_mean_iou"])
     assert card.data.pipeline_tag == "image-segmentation" and f'TimmSegmenter.from_pretrained("{out.resolve()}")' in card.text
     assert "![pixel confusion matrix](confusion_matrix.png)" in card.text and "| Dress |" in card.text
+    assert "| frozen backbone layers | none |" in card.text  # from scratch: every layer trains
     assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "input size (96 x 96" in card.text
     model = TimmSegmenter.from_pretrained(out)
+    assert model.frozen_stride == 0 and all(p.requires_grad for p in model.parameters())  # from scratch: nothing frozen
     assert model.image_size == config["inference_image_size"] == 96 and model.label_names[0] == "background"
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 11, 64, 64)
 
@@ -124,6 +126,17 @@ def test_bad_input_is_one_line(tiny_set, tmp_path):
         train_segmenter.main(tiny(tmp_path / "o", tiny_set, "--compare", "unet,scratch"))
     with pytest.raises(HfdlError, match="needs a transformers segmenter"):
         train_segmenter.main(tiny(tmp_path / "o", tiny_set, "--model_type", "transformers"))
+    with pytest.raises(HfdlError, match="--frozen_stride 2 is not one of the backbone's feature strides"):
+        train_segmenter.main(tiny(tmp_path / "o", tiny_set, "--frozen_stride", "2"))
+
+
+def test_a_pretrained_backbone_freezes_its_stem_by_default_and_one_from_scratch_does_not():
+    from hfdl.tasks.segmentation.args import SegmenterArguments
+
+    assert SegmenterArguments().resolved_frozen_stride() == 4  # the stride-2 and -4 layers, as Detectron2's freeze_at=2
+    assert SegmenterArguments(pretrained=False).resolved_frozen_stride() == 0  # random layers must learn
+    assert SegmenterArguments(pretrained=False, frozen_stride=8).resolved_frozen_stride() == 8  # the user's choice stands
+    assert SegmenterArguments(compare="pretrained,scratch").compare_variants()["scratch"].resolved_frozen_stride() == 0
 
 
 def test_two_processes_keep_the_results_contract(tiny_set, tmp_path):
@@ -171,6 +184,8 @@ def test_a_tiny_random_segformer_trains_through_the_script_and_its_snippet_runs(
     out = tmp_path / "run"
     argv = tiny(out, tiny_set, "--max_train_steps", "2")
     argv[argv.index("test_efficientnet")] = str(checkpoint)
+    with pytest.raises(HfdlError, match="--frozen_stride choose a decoder for a timm backbone"):  # no timm stem to freeze
+        train_segmenter.main([*argv, "--frozen_stride", "4"])
     results = train_segmenter.main(argv)
     assert 0 <= results["eval_mean_iou"] <= 1 and results["completed_steps"] == 2
     run_config = json.loads((out / "run_config.json").read_text())
