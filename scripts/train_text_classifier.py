@@ -13,10 +13,6 @@ from __future__ import annotations
 import os
 import sys
 
-# On a shared CPU, OpenMP threads that spin while waiting collapse throughput when other processes hold the
-# cores (see scripts/train_char_lm.py). Set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hfdl.core.cli import parse_args, run_main  # noqa: E402

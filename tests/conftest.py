@@ -10,6 +10,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite runs two xdist workers (and their launched scripts) on the cores at once: OpenMP threads that spin while
+# waiting would burn the time another process needs (a 2-layer RNN step 14x slower, busy machine). Set before torch
+# loads; the scripts leave the policy to the user (spinning is 1.7x faster for a run that has the cores to itself).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import random  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -19,8 +19,8 @@ TOPICS = {
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny models run fastest on one thread, and an in-process run cannot set OMP_WAIT_POLICY=PASSIVE as the script
-    does (torch is loaded already): two spinning threads on a busy 2-core machine made a step of them 20x slower."""
+    """Tiny models run fastest on one thread: two threads on a busy 2-core machine (another xdist worker) made a step of
+    them 20x slower when they spun (tests/conftest.py now sets OMP_WAIT_POLICY=PASSIVE, too)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
