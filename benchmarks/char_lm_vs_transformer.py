@@ -10,15 +10,16 @@
 
     python benchmarks/char_lm_vs_transformer.py                    # 2 x 14.7 minutes of training, about 35 minutes
     python benchmarks/char_lm_vs_transformer.py --budget 1         # a quick look
+    python benchmarks/char_lm_vs_transformer.py --rnn_run outputs/char_lm   # the RNN from a finished run of step 1's command
+
+OpenMP's wait policy is the scripts' (the user's; see the README): run it on a machine that the benchmark has to itself.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see scripts/train_char_lm.py
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -110,11 +111,35 @@ def transformer_run(corpus: str, budget: float, out: Path, seed: int) -> dict:
     }
 
 
+def finished_rnn_run(run: Path, corpus: str, budget: float) -> dict:
+    """all_results.json of a finished default run on the same corpus and budget, else a one-line error."""
+    import json
+
+    try:
+        results = json.loads((run / "all_results.json").read_text())
+        config = json.loads((run / "run_config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--rnn_run {run}: no finished run there ({type(err).__name__}): pass the folder a finished train_char_lm.py run wrote") from None
+    data, training = config.get("data_args", {}), config.get("training_args", {})
+    if data.get("corpus") != corpus or training.get("time_budget_minutes") != budget:
+        raise SystemExit(
+            f"--rnn_run {run} trained on corpus {data.get('corpus')!r} for {training.get('time_budget_minutes')} min, not {corpus!r} for {budget:g}: "
+            "pass a run of the same corpus and --budget"
+        )
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=14.7, help="Minutes of training for each model.")
     p.add_argument("--corpus", default="austen")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--rnn_run",
+        default=None,
+        help="A finished run folder of `scripts/train_char_lm.py --corpus C --time_budget_minutes B` (defaults otherwise): its "
+        "all_results.json is the RNN's row, so only the transformer trains.",
+    )
     a = p.parse_args()
     import torch
 
@@ -122,7 +147,12 @@ def main() -> None:
     import train_char_lm
 
     with tempfile.TemporaryDirectory() as tmp:
-        rnn = train_char_lm.main(["--corpus", a.corpus, "--time_budget_minutes", str(a.budget), "--output_dir", str(Path(tmp) / "rnn"), "--seed", str(a.seed)])
+        if a.rnn_run:
+            rnn = finished_rnn_run(Path(a.rnn_run), a.corpus, a.budget)
+        else:
+            rnn = train_char_lm.main(
+                ["--corpus", a.corpus, "--time_budget_minutes", str(a.budget), "--output_dir", str(Path(tmp) / "rnn"), "--seed", str(a.seed)]
+            )
         tr = transformer_run(a.corpus, a.budget, Path(tmp) / "transformer", a.seed)
     rows = [
         (
