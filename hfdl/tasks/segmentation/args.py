@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from hfdl.core.images import FIXRES_RATIO, check_square_sizes, fixres_size
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
-from hfdl.tasks.segmentation.model import DECODERS, UPSAMPLES
+from hfdl.tasks.segmentation.model import DECODERS, OUTPUT_STRIDES, UPSAMPLES
 
 # The optimiser recipe per model kind: the timm decoders' default; the transformers semantic-segmentation example's for SegFormer & co.
 MODEL_RECIPES = {"timm": {"learning_rate": 2e-3, "weight_decay": 0.05}, "transformers": {"learning_rate": 6e-5, "weight_decay": 0.01}}
@@ -24,6 +24,9 @@ DEFAULT_DECODER = "lraspp"
 
 # The pretrained backbone's layers frozen by default: the stem and the stride-2 and -4 blocks (Detectron2's freeze_at=2).
 DEFAULT_FROZEN_STRIDE = 4
+
+# The backbone's last map by default: strided to 32, as the backbone was pretrained.
+DEFAULT_OUTPUT_STRIDE = 32
 
 
 def resolve_frozen_stride(frozen_stride: int | None, pretrained: bool) -> int:
@@ -75,6 +78,13 @@ class SegmenterArguments:
             "about 1.3x faster steps), 0 from scratch."
         },
     )
+    output_stride: int = field(
+        default=DEFAULT_OUTPUT_STRIDE,
+        metadata={
+            "help": "The backbone's last map: 32 (strided) or 16 / 8 (its last stages dilated, DeepLab's atrous backbone; torchvision's "
+            "LR-ASPP MobileNetV3 runs at 16): the same weights, a finer map of the same view."
+        },
+    )
     dice_weight: float = field(
         default=1.0, metadata={"help": "Add this times the soft Dice loss to the cross-entropy (nnU-Net's CE + Dice; 0: cross-entropy only)."}
     )
@@ -95,6 +105,8 @@ class SegmenterArguments:
             raise HfdlError(f"--decoder_channels must be >= 4, got {self.decoder_channels}")
         if self.frozen_stride is not None and self.frozen_stride < 0:
             raise HfdlError(f"--frozen_stride must be 0 or a feature stride of the backbone (4, 8, 16, 32), got {self.frozen_stride}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise HfdlError(f"--output_stride {self.output_stride} is not supported: use one of {', '.join(map(str, OUTPUT_STRIDES))}")
         if self.dice_weight < 0:
             raise HfdlError(f"--dice_weight must be >= 0, got {self.dice_weight}")
         self.compare_variants()

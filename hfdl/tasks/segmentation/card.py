@@ -112,6 +112,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "upsampling": m["upsample"],
             "decoder channels": m["decoder_channels"],
             "frozen backbone layers": frozen_layers(resolve_frozen_stride(m.get("frozen_stride"), m["pretrained"])),
+            "backbone output stride": output_stride(m.get("output_stride", 32)),
         }
     )
     return {
@@ -126,6 +127,10 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
 
 def frozen_layers(stride: int) -> str:
     return f"stem to the stride-{stride} level (weights and batch-norm statistics kept)" if stride else "none"
+
+
+def output_stride(stride: int) -> str:
+    return f"{stride} (the last stages dilated)" if stride != 32 else "32"
 
 
 def _per_class_rows(r: dict, label_names: list[str]) -> list[dict]:

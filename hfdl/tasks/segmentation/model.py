@@ -35,6 +35,7 @@ OUT_INDICES = (-4, -3, -2, -1)  # the last four stages: strides 4, 8, 16, 32
 IGNORE_INDEX = 255  # mask value of pixels that count in neither the loss nor the metrics
 BACKGROUND_NAMES = ("background", "_background_", "unlabeled", "unlabelled", "void")  # left uncoloured in overlays
 UPSAMPLES = ("interpolate", "transposed")
+OUTPUT_STRIDES = (32, 16, 8)  # the backbone's last map: strided (32) or dilated (16, 8)
 
 
 class ConvBnAct(nn.Sequential):
@@ -56,7 +57,7 @@ class Resize(nn.Module):
     def __init__(self, channels: int, factor: int, mode: str):
         super().__init__()
         self.deconv = None
-        if mode == "transposed":
+        if mode == "transposed" and factor > 1:  # factor 1: a dilated backbone's levels of one stride, nothing to upsample
             self.deconv = nn.ConvTranspose2d(channels, channels, 2 * factor, factor, factor // 2, groups=channels, bias=False)
             with torch.no_grad():
                 self.deconv.weight.copy_(bilinear_kernel(channels, factor))
@@ -73,7 +74,7 @@ class Up(nn.Module):
 
     def __init__(self, cin: int, cout: int, factor: int, mode: str):
         super().__init__()
-        if mode == "interpolate":
+        if mode == "interpolate" or factor == 1:  # factor 1: a dilated backbone's levels of one stride
             self.conv = ConvBnAct(cin, cout, 1)  # at the low resolution, before the resize: 4x cheaper than after it
         else:
             self.conv = nn.Sequential(nn.ConvTranspose2d(cin, cout, 2 * factor, factor, factor // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -89,12 +90,13 @@ class UNetDecoder(nn.Module):
 
     stride = 4
 
-    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str):
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32)):
         super().__init__()
         widths = [channels * 4, channels * 2, channels]  # strides 16, 8, 4
         skips = in_channels[-2::-1]  # the stride-16, 8, 4 maps' channels
         cins = [in_channels[-1], *widths[:-1]]
-        self.ups = nn.ModuleList(Up(cin, w, 2, mode) for cin, w in zip(cins, widths))
+        factors = [hi // lo for hi, lo in zip(strides[:0:-1], strides[-2::-1])]  # 2, 2, 2 (1 where the backbone is dilated)
+        self.ups = nn.ModuleList(Up(cin, w, f, mode) for cin, w, f in zip(cins, widths, factors))
         self.blocks = nn.ModuleList(nn.Sequential(ConvBnAct(w + s, w), ConvBnAct(w, w)) for w, s in zip(widths, skips))
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
@@ -111,12 +113,12 @@ class FPNDecoder(nn.Module):
 
     stride = 4
 
-    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str):
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32)):
         super().__init__()
         self.lateral = nn.ModuleList(ConvBnAct(c, channels, 1) for c in in_channels)
-        self.ups = nn.ModuleList(Up(channels, channels, 2, mode) for _ in in_channels[1:])
+        self.ups = nn.ModuleList(Up(channels, channels, hi // lo, mode) for lo, hi in zip(strides, strides[1:]))
         self.smooth = nn.ModuleList(ConvBnAct(channels, channels, 3) for _ in in_channels)
-        self.merge = nn.ModuleList(Resize(channels, 2**level, mode) for level in range(1, len(in_channels)))
+        self.merge = nn.ModuleList(Resize(channels, s // strides[0], mode) for s in strides[1:])
         self.head = nn.Sequential(ConvBnAct(channels, channels, 3), nn.Conv2d(channels, num_classes, 1))
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -135,12 +137,12 @@ class LRASPPDecoder(nn.Module):
 
     stride = 8
 
-    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str):
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32)):
         super().__init__()
         low, high = in_channels[1], in_channels[-1]
         self.cbr = ConvBnAct(high, channels, 1)
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high, channels, 1, bias=False), nn.Sigmoid())
-        self.resize = Resize(channels, 4, mode)
+        self.resize = Resize(channels, strides[-1] // strides[1], mode)
         self.low_classifier = nn.Conv2d(low, num_classes, 1)
         self.high_classifier = nn.Conv2d(channels, num_classes, 1)
 
@@ -178,6 +180,8 @@ class TimmSegmenter(
         frozen_stride: freeze the backbone's layers up to its feature level of this stride (0: none; 4: the stem and
             the stride-2 and -4 blocks, Detectron2's `freeze_at=2`): their weights and batch-norm statistics stay
             pretrained and no gradient flows through them, the costliest full-resolution part of a training step.
+        output_stride: 32, or 16 / 8: the backbone's last stages dilated instead of strided (timm's `output_stride`,
+            DeepLab's atrous backbone; torchvision's LR-ASPP MobileNetV3 runs at 16), the same weights on a finer last map.
     """
 
     load_what = "a segmenter"
@@ -196,27 +200,29 @@ class TimmSegmenter(
         std: tuple[float, ...] = (0.5, 0.5, 0.5),
         palette: list[list[int]] | None = None,
         frozen_stride: int = 0,
+        output_stride: int = 32,
     ):
         super().__init__()
         import timm
 
-        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette)
+        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride)
         self.num_classes, self.image_size, self.decoder_type = num_classes, image_size, decoder
         self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
         self.palette = [list(map(int, c)) for c in palette] if palette is not None else default_palette(self.label_names)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         try:
-            self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=OUT_INDICES)
+            dilation = {"output_stride": output_stride} if output_stride != 32 else {}  # not every timm model takes the argument
+            self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=OUT_INDICES, **dilation)
         except Exception as err:  # an unknown architecture name, or one without four feature levels
             raise HfdlError(
                 f"cannot build the segmenter backbone '{backbone}' ({type(err).__name__}): use a timm architecture name with features_only"
             ) from err
         self.strides = tuple(self.backbone.feature_info.reduction())
-        self.frozen_stride = frozen_stride
+        self.frozen_stride, self.output_stride = frozen_stride, output_stride
         self._frozen_norms = freeze_backbone_to(self.backbone, frozen_stride)
         channels = decoder_channels * DECODER_WIDTH[decoder]
-        self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample)
+        self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample, self.strides)
         self.upsample_logits = Resize(num_classes, self.decoder.stride, upsample)
         self.to(memory_format=torch.channels_last)  # NHWC: oneDNN's fast convolution layout (as the detector; ~1.8x faster training on 2 CPU cores)
 
@@ -248,7 +254,7 @@ def freeze_backbone_to(backbone: nn.Module, stride: int) -> list[nn.Module]:
     is named by `feature_info`, and parameters register in forward order (stem first)."""
     if not stride:
         return []
-    levels = dict(zip(backbone.feature_info.reduction(), backbone.feature_info.module_name()))
+    levels = dict(zip(reversed(backbone.feature_info.reduction()), reversed(backbone.feature_info.module_name())))  # a dilated stride's first level
     if stride not in levels:
         raise HfdlError(f"--frozen_stride {stride} is not one of the backbone's feature strides {sorted(levels)}: pass one of them, or 0")
     prefixes = (levels[stride] + ".", levels[stride].replace(".", "_") + ".")  # FeatureListNet flattens "stages.0" to "stages_0"
@@ -264,13 +270,15 @@ def freeze_backbone_to(backbone: nn.Module, stride: int) -> list[nn.Module]:
     return frozen_norms
 
 
-def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette) -> None:
+def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride=32) -> None:
     if not 1 <= num_classes < IGNORE_INDEX or image_size < 32 or decoder_channels < 1:
         raise HfdlError(f"num_classes must be in 1..254, image_size >= 32, decoder_channels >= 1; got {num_classes}, {image_size}, {decoder_channels}")
     if decoder not in DECODERS or upsample not in UPSAMPLES:
         raise HfdlError(f"decoder '{decoder}' / upsample '{upsample}' unknown: use one of {', '.join(DECODERS)} / {', '.join(UPSAMPLES)}")
     if label_names is not None and len(label_names) != num_classes:
         raise HfdlError(f"{len(label_names)} label names for {num_classes} classes: give one name per class")
+    if output_stride not in OUTPUT_STRIDES:
+        raise HfdlError(f"output_stride {output_stride} is not supported: use one of {', '.join(map(str, OUTPUT_STRIDES))}")
     if palette is not None and (len(palette) != num_classes or any(len(c) != 3 for c in palette)):
         raise HfdlError(f"the palette needs one [r, g, b] per class ({num_classes}), got {len(palette)} entries")
 

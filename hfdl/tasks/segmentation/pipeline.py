@@ -23,6 +23,7 @@ from hfdl.errors import HfdlError
 from hfdl.tasks.segmentation.args import (
     COMPARE_AXES,
     DEFAULT_DECODER,
+    DEFAULT_OUTPUT_STRIDE,
     EMBEDDED_DEFAULT,
     EMBEDDED_TIME_BUDGET_MINUTES,
     MODEL_RECIPES,
@@ -95,7 +96,7 @@ def build_segmenter(
         backbone=cfg.get("architecture") or segmenter_args.model_name_or_path, num_classes=len(label_names), label_names=label_names,
         image_size=image_size, decoder=segmenter_args.model_type, upsample=segmenter_args.upsample, decoder_channels=segmenter_args.decoder_channels,
         mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)), palette=palette or default_palette(label_names),
-        frozen_stride=segmenter_args.resolved_frozen_stride(),
+        frozen_stride=segmenter_args.resolved_frozen_stride(), output_stride=segmenter_args.output_stride,
     )  # fmt: skip
     model.backbone.load_state_dict(backbone.state_dict())  # strict: the same architecture
     return model
@@ -174,10 +175,13 @@ def run_one(
     check_label_map(out, names, training_args.resume_from_checkpoint)
     kind = segmenter_kind(segmenter_args)
     if kind == "transformers" and (
-        segmenter_args.model_type not in (DEFAULT_DECODER, "transformers") or segmenter_args.upsample != "interpolate" or segmenter_args.frozen_stride
+        segmenter_args.model_type not in (DEFAULT_DECODER, "transformers")
+        or segmenter_args.upsample != "interpolate"
+        or segmenter_args.frozen_stride
+        or segmenter_args.output_stride != DEFAULT_OUTPUT_STRIDE
     ):
         raise HfdlError(
-            "--model_type / --upsample / --frozen_stride choose a decoder for a timm backbone and freeze its stem: drop them (or the --compare of them) "
+            "--model_type / --upsample / --frozen_stride / --output_stride shape a decoder on a timm backbone: drop them (or the --compare of them) "
             "for a transformers segmenter"
         )
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])

@@ -97,6 +97,25 @@ def test_frozen_stride_keeps_the_stem_pretrained_and_trains_the_rest(backbone):
         TimmSegmenter(backbone, 3, NAMES, 64, "lraspp", decoder_channels=8, frozen_stride=2)
 
 
+@pytest.mark.parametrize("decoder", list(DECODERS))
+@pytest.mark.parametrize("upsample", UPSAMPLES)
+def test_a_dilated_backbone_keeps_the_weights_and_gives_a_finer_last_map(decoder, upsample, tmp_path):
+    strided, dilated = tiny(decoder, upsample), TimmSegmenter("test_efficientnet", 3, NAMES, 64, decoder, upsample, decoder_channels=8, output_stride=16)
+    assert dilated.strides == (4, 8, 16, 16)
+    backbone = {k: v.shape for k, v in strided.backbone.state_dict().items()}
+    assert {k: v.shape for k, v in dilated.backbone.state_dict().items()} == backbone  # pretrained weights load strictly
+    dilated.backbone.load_state_dict(strided.backbone.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    last_strided, last_dilated = strided.eval().backbone(x)[-1], dilated.eval().backbone(x)[-1]
+    assert last_strided.shape[-1] == 2 and last_dilated.shape[-1] == 4  # the same view, twice as fine
+    assert dilated(x).shape == (1, 3, 64, 64)
+    dilated.save_pretrained(tmp_path)
+    loaded = load_segmenter(str(tmp_path))
+    assert loaded.output_stride == 16 and torch.equal(loaded(x), dilated(x))
+    with pytest.raises(HfdlError, match="output_stride 4 is not supported"):
+        TimmSegmenter("test_efficientnet", 3, NAMES, 64, decoder, output_stride=4)
+
+
 def test_bad_configurations_are_one_line_errors():
     with pytest.raises(HfdlError, match="one name per class"):
         TimmSegmenter("test_efficientnet", 3, ["a", "b"])

@@ -184,8 +184,9 @@ def test_a_tiny_random_segformer_trains_through_the_script_and_its_snippet_runs(
     out = tmp_path / "run"
     argv = tiny(out, tiny_set, "--max_train_steps", "2")
     argv[argv.index("test_efficientnet")] = str(checkpoint)
-    with pytest.raises(HfdlError, match="--frozen_stride choose a decoder for a timm backbone"):  # no timm stem to freeze
-        train_segmenter.main([*argv, "--frozen_stride", "4"])
+    for flag, value in (("--frozen_stride", "4"), ("--output_stride", "16")):  # no timm stem to freeze, no timm stages to dilate
+        with pytest.raises(HfdlError, match="--frozen_stride / --output_stride shape a decoder on a timm backbone"):
+            train_segmenter.main([*argv, flag, value])
     results = train_segmenter.main(argv)
     assert 0 <= results["eval_mean_iou"] <= 1 and results["completed_steps"] == 2
     run_config = json.loads((out / "run_config.json").read_text())
