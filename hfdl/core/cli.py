@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -15,18 +16,33 @@ def parse_args(dataclass_types: tuple, argv: list[str] | None = None, positional
 
     `positional` names fields that may also be given as leading bare arguments (`push_to_hub.py DIR`).
     """
-    from transformers import HfArgumentParser
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for i, name in enumerate(positional):
-        if len(argv) > 2 * i and not argv[2 * i].startswith("-"):
-            argv.insert(2 * i, f"--{name}")
-    parser = HfArgumentParser(dataclass_types)
+    argv = with_positional(list(sys.argv[1:] if argv is None else argv), positional)
+    parser = argument_parser(dataclass_types)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
         return parser.parse_yaml_file(os.path.abspath(argv[0]))
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def argument_parser(dataclass_types: tuple):
+    """The scripts' `HfArgumentParser`, its help texts escaped for argparse (which %-formats them: a plain "10%" crashed `--help`)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    for action in parser._actions:
+        if action.help:
+            action.help = re.sub(r"%%|%(?!\()", "%%", action.help)
+    return parser
+
+
+def with_positional(argv: list[str], positional: tuple[str, ...]) -> list[str]:
+    """`VALUE --flag x` -> `--NAME VALUE --flag x` for the fields named in `positional`, in order."""
+    argv = list(argv)
+    for i, name in enumerate(positional):
+        if len(argv) > 2 * i and not argv[2 * i].startswith("-"):
+            argv.insert(2 * i, f"--{name}")
+    return argv
 
 
 def use_every_core() -> int | None:
