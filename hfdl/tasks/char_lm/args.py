@@ -16,8 +16,8 @@ class CharLMArguments:
 
     model_type: str = field(default="gru", metadata={"help": "rnn (tanh) | lstm | gru (default: the best cell at 15 min on austen)."})
     compare: str | None = field(default=None, metadata={"help": "Comma list of cell types trained side by side, e.g. rnn,lstm,gru."})
-    num_layers: int = field(default=2, metadata={"help": "Stacked recurrent layers."})
-    hidden_size: int = field(default=256, metadata={"help": "Units per recurrent layer."})
+    num_layers: int = field(default=1, metadata={"help": "Stacked recurrent layers (default: one layer 448 wide, the best measured at 14.7 min on austen)."})
+    hidden_size: int = field(default=448, metadata={"help": "Units per recurrent layer."})
     embedding_dim: int = field(default=64, metadata={"help": "Character embedding size."})
     dropout: float = field(default=0.0, metadata={"help": "Dropout on embeddings, between layers and before the output layer."})
     tie_weights: bool = field(default=False, metadata={"help": "Share the embedding with the output layer (needs embedding_dim == hidden_size)."})
