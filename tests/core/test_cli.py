@@ -14,7 +14,8 @@ import pytest
 
 from hfdl.core.cli import argument_parser, parse_args, with_positional
 
-SCRIPTS = sorted((Path(__file__).resolve().parents[2] / "scripts").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
 
 
 @dataclass
@@ -55,7 +56,6 @@ def test_every_script_prints_its_help(script, capsys):
     assert out.startswith("usage:") and "--" in out
 
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted(ROOT.glob("spaces/*/README.md")), *sorted(ROOT.glob("model_cards/*.md")), *SCRIPTS]
 COMMAND = re.compile(r"(?:accelerate launch(?: -q| --\S+(?: \d+)?)*|python) (scripts/\w+\.py)([^`#\n]*)")
 
