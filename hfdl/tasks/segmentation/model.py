@@ -36,6 +36,7 @@ IGNORE_INDEX = 255  # mask value of pixels that count in neither the loss nor th
 BACKGROUND_NAMES = ("background", "_background_", "unlabeled", "unlabelled", "void")  # left uncoloured in overlays
 UPSAMPLES = ("interpolate", "transposed")
 OUTPUT_STRIDES = (32, 16, 8)  # the backbone's last map: strided (32) or dilated (16, 8)
+SKIP_STRIDES = (4, 8, 16)  # LR-ASPP's skip maps, by the stride of their level in the undilated backbone (index 0, 1, 2 of OUT_INDICES)
 
 
 class ConvBnAct(nn.Sequential):
@@ -132,24 +133,30 @@ class FPNDecoder(nn.Module):
 
 
 class LRASPPDecoder(nn.Module):
-    """torchvision's LR-ASPP head on the stride-8 ("low") and last ("high") maps: the high map's 1x1 conv gated by a
-    sigmoid of its global average, resized to stride 8 and classified, plus a 1x1 classifier of the low map."""
+    """torchvision's LR-ASPP head on the last ("high") map and finer skip maps: the high map's 1x1 conv gated by a
+    sigmoid of its global average, resized to the finest skip's stride and classified, plus a 1x1 classifier of each
+    skip map (torchvision: the stride-8 map; `skips` (1, 2) adds the stride-16 one, as FCN-16s adds its pool4 scores)."""
 
-    stride = 8
-
-    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32)):
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32), skips=(1,)):
         super().__init__()
-        low, high = in_channels[1], in_channels[-1]
+        high, finest, coarser = in_channels[-1], min(skips), sorted(set(skips) - {min(skips)})
+        self.stride = strides[finest]  # of the logits
+        self.skips = (finest, *coarser)
         self.cbr = ConvBnAct(high, channels, 1)
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high, channels, 1, bias=False), nn.Sigmoid())
-        self.resize = Resize(channels, strides[-1] // strides[1], mode)
-        self.low_classifier = nn.Conv2d(low, num_classes, 1)
+        self.resize = Resize(channels, strides[-1] // self.stride, mode)
+        self.low_classifier = nn.Conv2d(in_channels[finest], num_classes, 1)  # the finest skip's (torchvision's name for the stride-8 one)
+        self.skip_classifiers = nn.ModuleList(nn.Conv2d(in_channels[level], num_classes, 1) for level in coarser)
+        self.skip_resizes = nn.ModuleList(Resize(num_classes, strides[level] // self.stride, mode) for level in coarser)
         self.high_classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        low, high = feats[1], feats[-1]
-        x = self.resize(self.cbr(high) * self.scale(high), low.shape[-2:])  # (B, C, H/8, W/8)
-        return self.low_classifier(low) + self.high_classifier(x)  # (B, K, H/8, W/8)
+        low, high = feats[self.skips[0]], feats[-1]
+        size = low.shape[-2:]
+        logits = self.low_classifier(low) + self.high_classifier(self.resize(self.cbr(high) * self.scale(high), size))  # (B, K, H/s, W/s)
+        for level, classify, resize in zip(self.skips[1:], self.skip_classifiers, self.skip_resizes):
+            logits = logits + resize(classify(feats[level]), size)
+        return logits
 
 
 DECODERS = {"unet": UNetDecoder, "fpn": FPNDecoder, "lraspp": LRASPPDecoder}
@@ -182,6 +189,8 @@ class TimmSegmenter(
             pretrained and no gradient flows through them, the costliest full-resolution part of a training step.
         output_stride: 32, or 16 / 8: the backbone's last stages dilated instead of strided (timm's `output_stride`,
             DeepLab's atrous backbone; torchvision's LR-ASPP MobileNetV3 runs at 16), the same weights on a finer last map.
+        skip_strides: LR-ASPP only: the backbone levels (by their undilated stride, 4 / 8 / 16) whose maps get a 1x1
+            classifier added to the head's scores; the finest sets the logits' stride. (8,) is torchvision's head.
     """
 
     load_what = "a segmenter"
@@ -201,11 +210,12 @@ class TimmSegmenter(
         palette: list[list[int]] | None = None,
         frozen_stride: int = 0,
         output_stride: int = 32,
+        skip_strides: tuple[int, ...] | list[int] = (8,),
     ):
         super().__init__()
         import timm
 
-        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride)
+        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride, skip_strides)
         self.num_classes, self.image_size, self.decoder_type = num_classes, image_size, decoder
         self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
         self.palette = [list(map(int, c)) for c in palette] if palette is not None else default_palette(self.label_names)
@@ -222,7 +232,9 @@ class TimmSegmenter(
         self.frozen_stride, self.output_stride = frozen_stride, output_stride
         self._frozen_norms = freeze_backbone_to(self.backbone, frozen_stride)
         channels = decoder_channels * DECODER_WIDTH[decoder]
-        self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample, self.strides)
+        self.skip_strides = tuple(sorted(skip_strides))
+        skips = {"skips": tuple(SKIP_STRIDES.index(s) for s in self.skip_strides)} if decoder == "lraspp" else {}
+        self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample, self.strides, **skips)
         self.upsample_logits = Resize(num_classes, self.decoder.stride, upsample)
         self.to(memory_format=torch.channels_last)  # NHWC: oneDNN's fast convolution layout (as the detector; ~1.8x faster training on 2 CPU cores)
 
@@ -270,7 +282,7 @@ def freeze_backbone_to(backbone: nn.Module, stride: int) -> list[nn.Module]:
     return frozen_norms
 
 
-def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride=32) -> None:
+def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride=32, skip_strides=(8,)) -> None:
     if not 1 <= num_classes < IGNORE_INDEX or image_size < 32 or decoder_channels < 1:
         raise HfdlError(f"num_classes must be in 1..254, image_size >= 32, decoder_channels >= 1; got {num_classes}, {image_size}, {decoder_channels}")
     if decoder not in DECODERS or upsample not in UPSAMPLES:
@@ -279,6 +291,8 @@ def _check_config(num_classes, label_names, image_size, decoder, upsample, decod
         raise HfdlError(f"{len(label_names)} label names for {num_classes} classes: give one name per class")
     if output_stride not in OUTPUT_STRIDES:
         raise HfdlError(f"output_stride {output_stride} is not supported: use one of {', '.join(map(str, OUTPUT_STRIDES))}")
+    if not skip_strides or any(s not in SKIP_STRIDES for s in skip_strides) or len(set(skip_strides)) < len(skip_strides):
+        raise HfdlError(f"skip_strides {list(skip_strides)}: name one or more of {', '.join(map(str, SKIP_STRIDES))}, each once")
     if palette is not None and (len(palette) != num_classes or any(len(c) != 3 for c in palette)):
         raise HfdlError(f"the palette needs one [r, g, b] per class ({num_classes}), got {len(palette)} entries")
 

@@ -27,6 +27,7 @@ from hfdl.tasks.segmentation.args import (
     EMBEDDED_DEFAULT,
     EMBEDDED_TIME_BUDGET_MINUTES,
     MODEL_RECIPES,
+    VALIDATION_MAX_OBJECTS,
     SegmentationDataArguments,
     SegmentationTrainingArguments,
     SegmenterArguments,
@@ -55,9 +56,9 @@ OUTPUTS = ("config.json", "model.safetensors", "preprocessor_config.json", LABEL
 def load_data(data_args: SegmentationDataArguments, seed: int) -> SegmentationData:
     """The one form (train/validation with image + mask), class names, palette, source and statistics."""
     if data_args.embedded_default:
-        dsd = assets.composite_dataset(EMBEDDED_DEFAULT["num_train"], EMBEDDED_DEFAULT["num_validation"], data_args.image_size, seed=0)
+        dsd, about = embedded_composites(data_args.image_size, data_args.resolved_composite_max_objects())
         dsd, _ = check_masks(datasets.DatasetDict({split: ds.select_columns(["image", "mask"]) for split, ds in dsd.items()}), assets.SEGMENTATION_LABELS)
-        data = SegmentationData(dsd, list(assets.SEGMENTATION_LABELS), None, f"offline composites: {assets.COMPOSITES.description}", {})
+        data = SegmentationData(dsd, list(assets.SEGMENTATION_LABELS), None, f"offline composites: {assets.COMPOSITES.description}; {about}", {})
     else:
         data = load_segmentation_dataset(
             data_args.dataset_name, data_args.train_dir, data_args.validation_dir, data_args.image_column, data_args.mask_column,
@@ -68,6 +69,18 @@ def load_data(data_args: SegmentationDataArguments, seed: int) -> SegmentationDa
             data.dsd[split] = data.dsd[split].select(range(limit))
     data.stats = {split: {**data.stats.get(split, {}), "images": len(ds)} for split, ds in data.dsd.items()}
     return data
+
+
+def embedded_composites(image_size: int, max_objects: int) -> tuple[datasets.DatasetDict, str]:
+    """The offline default: training scenes of up to `max_objects` items, validation scenes of up to
+    VALIDATION_MAX_OBJECTS (the detection default's scenes, whatever the training density); and a line saying so.
+
+    Each scene is a function of (seed, split, index, size, max_objects) only, so the validation split is the same
+    400 scenes for every training density (and the same as `composite_dataset(..., image_size)["validation"]`)."""
+    train = assets.composite_dataset(EMBEDDED_DEFAULT["num_train"], 1, image_size, max_objects=max_objects, seed=0)["train"]
+    validation = assets.composite_dataset(1, EMBEDDED_DEFAULT["num_validation"], image_size, max_objects=VALIDATION_MAX_OBJECTS, seed=0)["validation"]
+    about = f"training scenes of up to {max_objects} items, validation scenes of up to {VALIDATION_MAX_OBJECTS}, drawn at {image_size} px"
+    return datasets.DatasetDict({"train": train, "validation": validation}), about
 
 
 def segmenter_kind(segmenter_args: SegmenterArguments) -> str:
@@ -97,6 +110,7 @@ def build_segmenter(
         image_size=image_size, decoder=segmenter_args.model_type, upsample=segmenter_args.upsample, decoder_channels=segmenter_args.decoder_channels,
         mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)), palette=palette or default_palette(label_names),
         frozen_stride=segmenter_args.resolved_frozen_stride(), output_stride=segmenter_args.output_stride,
+        **({"skip_strides": segmenter_args.resolved_skip_strides()} if segmenter_args.model_type == "lraspp" else {}),
     )  # fmt: skip
     model.backbone.load_state_dict(backbone.state_dict())  # strict: the same architecture
     return model
@@ -179,9 +193,10 @@ def run_one(
         or segmenter_args.upsample != "interpolate"
         or segmenter_args.frozen_stride
         or segmenter_args.output_stride != DEFAULT_OUTPUT_STRIDE
+        or segmenter_args.skip_strides
     ):
         raise HfdlError(
-            "--model_type / --upsample / --frozen_stride / --output_stride shape a decoder on a timm backbone: drop them (or the --compare of them) "
+            "--model_type / --upsample / --frozen_stride / --output_stride / --skip_strides shape a decoder on a timm backbone: drop them (or the --compare of them) "
             "for a transformers segmenter"
         )
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])

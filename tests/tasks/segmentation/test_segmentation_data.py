@@ -184,5 +184,40 @@ def test_timm_segmenters_run_at_1_4x_their_training_size_and_transformers_at_one
     with pytest.raises(HfdlError, match="trains and runs at one size"):
         SegmentationDataArguments(image_size=64, eval_image_size=96).run_size("transformers")
     plain = SegmentationTrainingArguments().capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)  # the offline default's clock
-    assert (plain.num_train_epochs, plain.time_budget_minutes) == (2, EMBEDDED_TIME_BUDGET_MINUTES)
+    assert (plain.num_train_epochs, plain.time_budget_minutes) == (3, EMBEDDED_TIME_BUDGET_MINUTES)
     assert SegmentationTrainingArguments(max_train_steps=5).capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES).time_budget_minutes is None
+
+
+def test_offline_default_trains_on_denser_scenes_and_validates_on_the_detection_sets_scenes(monkeypatch):
+    from hfdl import assets
+    from hfdl.tasks.segmentation import pipeline
+    from hfdl.tasks.segmentation.args import DEFAULT_COMPOSITE_MAX_OBJECTS, VALIDATION_MAX_OBJECTS, SegmentationDataArguments
+
+    monkeypatch.setattr(pipeline, "EMBEDDED_DEFAULT", {"num_train": 24, "num_validation": 6})
+    data = pipeline.load_data(SegmentationDataArguments(image_size=64, composite_max_objects=12), seed=0)
+    plain = assets.composite_dataset(24, 6, 64, max_objects=VALIDATION_MAX_OBJECTS, seed=0)  # one density for both splits
+
+    def items(ds) -> float:  # the share of item pixels
+        return np.mean([(np.asarray(m) > 0).mean() for m in ds["mask"]])
+
+    for column in ("image", "mask"):  # validation: the very same scenes, pixel for pixel
+        assert [np.asarray(a).tolist() for a in data.dsd["validation"][column]] == [np.asarray(b).tolist() for b in plain["validation"][column]]
+    assert items(data.dsd["train"]) > 1.4 * items(plain["train"])  # training: denser scenes of the same items and photos
+    assert "up to 12 items" in data.source and f"up to {VALIDATION_MAX_OBJECTS}" in data.source
+    assert SegmentationDataArguments().resolved_composite_max_objects() == DEFAULT_COMPOSITE_MAX_OBJECTS
+    with pytest.raises(HfdlError, match="--composite_max_objects 12.*drop it with --dataset_name"):
+        SegmentationDataArguments(dataset_name="segments/sidewalk-semantic", composite_max_objects=12)
+    with pytest.raises(HfdlError, match="--composite_max_objects 0"):
+        SegmentationDataArguments(composite_max_objects=0)
+
+
+def test_skip_strides_are_lraspps_and_checked_before_any_data_loads():
+    from hfdl.tasks.segmentation.args import DEFAULT_SKIP_STRIDES, SegmenterArguments
+
+    assert SegmenterArguments().resolved_skip_strides() == DEFAULT_SKIP_STRIDES == (8, 16)
+    assert SegmenterArguments(skip_strides="16, 4,8").resolved_skip_strides() == (4, 8, 16)
+    for bad in ("8,32", "8,8", "eight", ","):
+        with pytest.raises(HfdlError, match=f"--skip_strides '{bad}': name one or more of 4, 8, 16"):
+            SegmenterArguments(skip_strides=bad)
+    with pytest.raises(HfdlError, match="--skip_strides shapes the LR-ASPP head, not --model_type unet"):
+        SegmenterArguments(model_type="unet", skip_strides="8")

@@ -116,6 +116,37 @@ def test_a_dilated_backbone_keeps_the_weights_and_gives_a_finer_last_map(decoder
         TimmSegmenter("test_efficientnet", 3, NAMES, 64, decoder, output_stride=4)
 
 
+@pytest.mark.parametrize("upsample", UPSAMPLES)
+def test_lraspp_skip_maps_add_their_scores_and_a_folder_without_them_loads_as_torchvisions_head(upsample, tmp_path):
+    torch.manual_seed(0)
+    head = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", upsample, decoder_channels=8)  # torchvision's: the stride-8 map
+    skips = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", upsample, decoder_channels=8, skip_strides=[16, 8])
+    fine = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", upsample, decoder_channels=8, skip_strides=(4, 8, 16))
+    assert (head.skip_strides, skips.skip_strides, fine.skip_strides) == ((8,), (8, 16), (4, 8, 16))
+    assert (head.decoder.stride, skips.decoder.stride, fine.decoder.stride) == (8, 8, 4)  # the finest skip sets the logits' stride
+    extra = {k for k in skips.state_dict()} - {k for k in head.state_dict()}
+    resized = {"decoder.skip_resizes.0.deconv.weight"} if upsample == "transposed" else set()  # a transposed resize learns
+    assert extra == {"decoder.skip_classifiers.0.weight", "decoder.skip_classifiers.0.bias", *resized}
+    skips.load_state_dict({**skips.state_dict(), **head.state_dict()})  # same weights, the stride-16 classifier aside
+    x = torch.rand(2, 3, 64, 64)
+    shift = 0.25 if upsample == "interpolate" else 0.0  # a constant map stays constant through a bilinear resize
+    with torch.no_grad():
+        skips.decoder.skip_classifiers[0].weight.zero_(), skips.decoder.skip_classifiers[0].bias.fill_(shift)
+        assert torch.allclose(skips.eval()(x), head.eval()(x) + shift, atol=1e-5)  # its scores are added at stride 8
+        assert fine.eval()(x).shape == (2, 3, 64, 64)
+    skips.save_pretrained(tmp_path / "skips")
+    loaded = TimmSegmenter.from_pretrained(tmp_path / "skips")
+    assert loaded.skip_strides == (8, 16) and torch.equal(loaded(x), skips(x))
+    head.save_pretrained(tmp_path / "head")  # a folder written before skip_strides existed: no such key in its config
+    config = json.loads((tmp_path / "head" / "config.json").read_text())
+    config.pop("skip_strides")
+    (tmp_path / "head" / "config.json").write_text(json.dumps(config))
+    assert torch.equal(TimmSegmenter.from_pretrained(tmp_path / "head")(x), head(x))
+    for bad in ((), (8, 8), (32,)):
+        with pytest.raises(HfdlError, match="skip_strides"):
+            TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", skip_strides=bad)
+
+
 def test_bad_configurations_are_one_line_errors():
     with pytest.raises(HfdlError, match="one name per class"):
         TimmSegmenter("test_efficientnet", 3, ["a", "b"])

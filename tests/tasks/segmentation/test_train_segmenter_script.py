@@ -185,7 +185,7 @@ def test_a_tiny_random_segformer_trains_through_the_script_and_its_snippet_runs(
     argv = tiny(out, tiny_set, "--max_train_steps", "2")
     argv[argv.index("test_efficientnet")] = str(checkpoint)
     for flag, value in (("--frozen_stride", "4"), ("--output_stride", "16")):  # no timm stem to freeze, no timm stages to dilate
-        with pytest.raises(HfdlError, match="--frozen_stride / --output_stride shape a decoder on a timm backbone"):
+        with pytest.raises(HfdlError, match="--frozen_stride / --output_stride / --skip_strides shape a decoder on a timm backbone"):
             train_segmenter.main([*argv, flag, value])
     results = train_segmenter.main(argv)
     assert 0 <= results["eval_mean_iou"] <= 1 and results["completed_steps"] == 2
