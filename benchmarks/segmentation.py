@@ -8,9 +8,13 @@ alternating rounds, so a busy machine slows each alike).
 Without --model the default architecture with its pretrained backbone is timed (the weights do not change the cost).
 Each round times `predict` (network, logits at the input size, argmax) once per decoder.
 
-Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of 16 at the default
---image_size, cross-entropy + Dice, AdamW) with the pretrained backbone's stem frozen up to the default
---frozen_stride against the whole backbone trained, alternating, as a ratio (the claim of --frozen_stride's help).
+Also timed, as ratios to the default: its LR-ASPP head with torchvision's one skip map (`--skip_strides 8`, the
+default adds the stride-16 one).
+
+Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of the default size at the
+default --image_size, cross-entropy + Dice, AdamW) against the same step with the whole backbone trained
+(`--frozen_stride 0`), with a dilated backbone (`--output_stride 16`) and with torchvision's head (`--skip_strides 8`),
+alternating, each as a ratio to the default's step.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from hfdl.tasks.segmentation.model import load_segmenter
 from hfdl.tasks.segmentation.pipeline import build_segmenter
 
 NUM_CLASSES = 11  # the offline default's: background + 10 Fashion-MNIST classes
+SKIP8 = "lraspp_skip8"  # the default's LR-ASPP with torchvision's one skip map (--skip_strides 8)
 
 
 def main() -> None:
@@ -43,6 +48,7 @@ def main() -> None:
     models = {decoder: build_segmenter(SegmenterArguments(model_type=decoder, upsample=a.upsample), names, None, a.image_size).eval() for decoder in DECODERS}
     if a.model:
         models[DEFAULT_DECODER] = load_segmenter(a.model).eval()
+    models[SKIP8] = build_segmenter(SegmenterArguments(upsample=a.upsample, skip_strides="8"), names, None, a.image_size).eval()
     x = torch.rand(1, 3, a.image_size, a.image_size)
     times = {decoder: [] for decoder in models}
     with torch.inference_mode():
@@ -66,18 +72,23 @@ def main() -> None:
             "meets_80ms": ms[DEFAULT_DECODER] <= 80,
             **{f"{decoder}_ms": value for decoder, value in ms.items()},
             **{f"{decoder}_parameters": value for decoder, value in params.items()},
-            **{f"{d}_time_ratio_to_{DEFAULT_DECODER}": ms[d] / ms[DEFAULT_DECODER] for d in DECODERS if d != DEFAULT_DECODER},
-            **{f"{d}_parameter_ratio_to_{DEFAULT_DECODER}": params[d] / params[DEFAULT_DECODER] for d in DECODERS if d != DEFAULT_DECODER},
+            **{f"{d}_time_ratio_to_{DEFAULT_DECODER}": ms[d] / ms[DEFAULT_DECODER] for d in models if d != DEFAULT_DECODER},
+            **{f"{d}_parameter_ratio_to_{DEFAULT_DECODER}": params[d] / params[DEFAULT_DECODER] for d in models if d != DEFAULT_DECODER},
             **(train_steps(names, a.train_rounds) if a.train_rounds else {}),
         }
     )
 
 
 def train_steps(names: list[str], rounds: int) -> dict:
-    """Median seconds of one training step of the default recipe, default --frozen_stride against 0, alternating rounds."""
+    """Median milliseconds of one training step of the default recipe and of its variants, alternating rounds."""
     size, batch = SegmentationDataArguments.image_size, SegmentationTrainingArguments.per_device_train_batch_size
     default = SegmenterArguments()
-    variants = {"frozen": default, "unfrozen": SegmenterArguments(frozen_stride=0)}
+    variants = {
+        "default": default,
+        "unfrozen": SegmenterArguments(frozen_stride=0),
+        "output_stride16": SegmenterArguments(output_stride=16),
+        SKIP8: SegmenterArguments(skip_strides="8"),
+    }
     steps = {}
     for name, args in variants.items():
         model = build_segmenter(args, names, None, size).train()
@@ -99,9 +110,9 @@ def train_steps(names: list[str], rounds: int) -> dict:
         "train_image_size": size,
         "train_batch": batch,
         "frozen_stride": default.resolved_frozen_stride(),
-        "train_step_ms_frozen": ms["frozen"],
-        "train_step_ms_unfrozen": ms["unfrozen"],
-        "train_step_speedup_frozen": ms["unfrozen"] / ms["frozen"],
+        **{f"train_step_ms_{name}": value for name, value in ms.items()},
+        "train_step_speedup_frozen": ms["unfrozen"] / ms["default"],  # the default freezes the stem: --frozen_stride's claim
+        **{f"train_step_ratio_{name}_to_default": ms[name] / ms["default"] for name in ms if name != "default"},
     }
 
 
