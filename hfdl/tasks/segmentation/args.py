@@ -33,6 +33,13 @@ DEFAULT_SKIP_STRIDES = (8, 16)
 DEFAULT_OUTPUT_STRIDE = 32
 
 
+def resolve_skip_strides(skip_strides: str | None) -> tuple[int, ...]:
+    """--skip_strides ("16,8") as sorted ints, else DEFAULT_SKIP_STRIDES."""
+    if skip_strides is None:
+        return DEFAULT_SKIP_STRIDES
+    return tuple(sorted(int(s) for s in skip_strides.split(",") if s.strip()))
+
+
 def resolve_frozen_stride(frozen_stride: int | None, pretrained: bool) -> int:
     """--frozen_stride, else DEFAULT_FROZEN_STRIDE for a pretrained backbone and 0 for one trained from scratch."""
     if frozen_stride is not None:
@@ -140,9 +147,7 @@ class SegmenterArguments:
 
     def resolved_skip_strides(self) -> tuple[int, ...]:
         """LR-ASPP's skip strides: --skip_strides, else DEFAULT_SKIP_STRIDES (the other decoders: unused)."""
-        if self.skip_strides is None:
-            return DEFAULT_SKIP_STRIDES
-        return tuple(sorted(int(s) for s in self.skip_strides.split(",") if s.strip()))
+        return resolve_skip_strides(self.skip_strides)
 
     def resolved_frozen_stride(self) -> int:
         return resolve_frozen_stride(self.frozen_stride, self.pretrained)

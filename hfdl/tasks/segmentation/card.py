@@ -22,7 +22,7 @@ from hfdl.hub.cards import (
     versions_table,
 )
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
-from hfdl.tasks.segmentation.args import resolve_frozen_stride
+from hfdl.tasks.segmentation.args import resolve_frozen_stride, resolve_skip_strides
 from hfdl.tasks.segmentation.metrics import class_keys
 
 TASK = "image-segmentation"
@@ -35,7 +35,7 @@ METRICS = {
 DECODER_DESCRIPTIONS = {
     "unet": "a U-Net decoder (from stride 32 up to stride 4: upsample, concatenate the backbone's map of that stride, two 3x3 convolutions)",
     "fpn": "an FPN decoder (1x1 laterals, top-down upsample-and-add, every level brought to stride 4 and summed, then a 3x3 convolution)",
-    "lraspp": "an LR-ASPP head (as torchvision's MobileNetV3 segmenter: the last map gated by its global average, upsampled to stride 8 and added to a classifier of the stride-8 map)",
+    "lraspp": "an LR-ASPP head (as torchvision's MobileNetV3 segmenter: the last map gated by its global average, upsampled to stride {finest} and added to {skips})",
 }
 UPSAMPLE_DESCRIPTIONS = {"interpolate": "bilinear interpolation", "transposed": "learned transposed convolutions"}
 __all__ = ["plans", "segmentation_card", "write_cards"]
@@ -96,7 +96,7 @@ def _model_description(m: dict, kind: str, base: str | None, architecture: str) 
         )
     return (
         f"The `{m['model_name_or_path']}` backbone ({'ImageNet-pretrained, ' + origin if base else origin}) as a timm `features_only` network "
-        f"(maps at strides 4, 8, 16 and 32), {DECODER_DESCRIPTIONS[m['model_type']]}, upsampling by {UPSAMPLE_DESCRIPTIONS[m['upsample']]}; "
+        f"(maps at strides 4, 8, 16 and 32), {decoder_description(m)}, upsampling by {UPSAMPLE_DESCRIPTIONS[m['upsample']]}; "
         f"the logits are brought to the input size and trained with {loss}."
     )
 
@@ -113,6 +113,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "decoder channels": m["decoder_channels"],
             "frozen backbone layers": frozen_layers(resolve_frozen_stride(m.get("frozen_stride"), m["pretrained"])),
             "backbone output stride": output_stride(m.get("output_stride", 32)),
+            **({"skip maps (strides)": ", ".join(map(str, skip_strides(m)))} if m["model_type"] == "lraspp" else {}),
         }
     )
     return {
@@ -123,6 +124,17 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
         "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}" + (f", hue {d['hue']}" if d.get("hue") else ""),
         "reduce labels": d.get("reduce_labels", False),
     }  # fmt: skip
+
+
+def skip_strides(m: dict) -> tuple[int, ...]:
+    """LR-ASPP's skip maps of a run: its --skip_strides or the default; torchvision's stride-8 map for a run from before the option."""
+    return resolve_skip_strides(m["skip_strides"]) if "skip_strides" in m else (8,)
+
+
+def decoder_description(m: dict) -> str:
+    strides = skip_strides(m)
+    skips = f"a 1x1 classifier of the stride-{strides[0]} map" if len(strides) == 1 else f"1x1 classifiers of the stride-{' / '.join(map(str, strides))} maps"
+    return DECODER_DESCRIPTIONS[m["model_type"]].format(finest=strides[0], skips=skips)
 
 
 def frozen_layers(stride: int) -> str:

@@ -79,6 +79,8 @@ def test_run_folder_results_and_card(launched):
     assert card.data.pipeline_tag == "image-segmentation" and f'TimmSegmenter.from_pretrained("{out.resolve()}")' in card.text
     assert "![pixel confusion matrix](confusion_matrix.png)" in card.text and "| Dress |" in card.text
     assert "| frozen backbone layers | none |" in card.text  # from scratch: every layer trains
+    assert json.loads((out / "config.json").read_text())["skip_strides"] == [8, 16]  # LR-ASPP with the default skip maps, said on the card
+    assert "1x1 classifiers of the stride-8 / 16 maps" in card.text and "| skip maps (strides) | 8, 16 |" in card.text
     assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "input size (96 x 96" in card.text
     model = TimmSegmenter.from_pretrained(out)
     assert model.frozen_stride == 0 and all(p.requires_grad for p in model.parameters())  # from scratch: nothing frozen
