@@ -8,12 +8,12 @@ alternating rounds, so a busy machine slows each alike).
 Without --model the default architecture with its pretrained backbone is timed (the weights do not change the cost).
 Each round times `predict` (network, logits at the input size, argmax) once per decoder.
 
-Also timed, as ratios to the default: its LR-ASPP head with torchvision's one skip map (`--skip_strides 8`, the
-default adds the stride-16 one).
+Also timed, as ratios to the default: torchvision's LR-ASPP head (`--skip_strides 8 --skip_channels 0`: one skip map,
+a 1x1 classifier; the default adds the stride-16 map and a 3x3 conv before each skip's classifier).
 
 Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of the default size at the
 default --image_size, cross-entropy + Dice, AdamW) against the same step with the whole backbone trained
-(`--frozen_stride 0`), with a dilated backbone (`--output_stride 16`) and with torchvision's head (`--skip_strides 8`),
+(`--frozen_stride 0`), with a dilated backbone (`--output_stride 16`) and with torchvision's head,
 alternating, each as a ratio to the default's step.
 """
 
@@ -32,7 +32,8 @@ from hfdl.tasks.segmentation.model import load_segmenter
 from hfdl.tasks.segmentation.pipeline import build_segmenter
 
 NUM_CLASSES = 11  # the offline default's: background + 10 Fashion-MNIST classes
-SKIP8 = "lraspp_skip8"  # the default's LR-ASPP with torchvision's one skip map (--skip_strides 8)
+TORCHVISION_HEAD = {"skip_strides": "8", "skip_channels": 0}
+TORCHVISION = "lraspp_torchvision"  # torchvision's LR-ASPP head: one skip map, a 1x1 classifier (--skip_strides 8 --skip_channels 0)
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     models = {decoder: build_segmenter(SegmenterArguments(model_type=decoder, upsample=a.upsample), names, None, a.image_size).eval() for decoder in DECODERS}
     if a.model:
         models[DEFAULT_DECODER] = load_segmenter(a.model).eval()
-    models[SKIP8] = build_segmenter(SegmenterArguments(upsample=a.upsample, skip_strides="8"), names, None, a.image_size).eval()
+    models[TORCHVISION] = build_segmenter(SegmenterArguments(upsample=a.upsample, **TORCHVISION_HEAD), names, None, a.image_size).eval()
     x = torch.rand(1, 3, a.image_size, a.image_size)
     times = {decoder: [] for decoder in models}
     with torch.inference_mode():
@@ -87,7 +88,7 @@ def train_steps(names: list[str], rounds: int) -> dict:
         "default": default,
         "unfrozen": SegmenterArguments(frozen_stride=0),
         "output_stride16": SegmenterArguments(output_stride=16),
-        SKIP8: SegmenterArguments(skip_strides="8"),
+        TORCHVISION: SegmenterArguments(**TORCHVISION_HEAD),
     }
     steps = {}
     for name, args in variants.items():

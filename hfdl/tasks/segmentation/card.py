@@ -22,7 +22,7 @@ from hfdl.hub.cards import (
     versions_table,
 )
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
-from hfdl.tasks.segmentation.args import resolve_frozen_stride, resolve_skip_strides
+from hfdl.tasks.segmentation.args import DEFAULT_SKIP_CHANNELS, resolve_frozen_stride, resolve_skip_strides
 from hfdl.tasks.segmentation.metrics import class_keys
 
 TASK = "image-segmentation"
@@ -113,7 +113,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "decoder channels": m["decoder_channels"],
             "frozen backbone layers": frozen_layers(resolve_frozen_stride(m.get("frozen_stride"), m["pretrained"])),
             "backbone output stride": output_stride(m.get("output_stride", 32)),
-            **({"skip maps (strides)": ", ".join(map(str, skip_strides(m)))} if m["model_type"] == "lraspp" else {}),
+            **({"skip maps (strides)": skip_maps(m)} if m["model_type"] == "lraspp" else {}),
         }
     )
     return {
@@ -131,9 +131,23 @@ def skip_strides(m: dict) -> tuple[int, ...]:
     return resolve_skip_strides(m["skip_strides"]) if "skip_strides" in m else (8,)
 
 
+def skip_channels(m: dict) -> int:
+    """LR-ASPP's skip-classifier width of a run: its --skip_channels or the default; 0 (1x1) for a run from before the option."""
+    if "skip_channels" not in m:
+        return 0
+    return DEFAULT_SKIP_CHANNELS if m["skip_channels"] is None else m["skip_channels"]
+
+
+def skip_maps(m: dict) -> str:
+    width = skip_channels(m)
+    return ", ".join(map(str, skip_strides(m))) + (f" (each a 3x3 conv {width} wide, then 1x1)" if width else " (1x1 classifiers)")
+
+
 def decoder_description(m: dict) -> str:
     strides = skip_strides(m)
     skips = f"a 1x1 classifier of the stride-{strides[0]} map" if len(strides) == 1 else f"1x1 classifiers of the stride-{' / '.join(map(str, strides))} maps"
+    if skip_channels(m):
+        skips += f", each after a 3x3 conv + BN + ReLU {skip_channels(m)} wide (DeepLabv3+'s low-level refinement)"
     return DECODER_DESCRIPTIONS[m["model_type"]].format(finest=strides[0], skips=skips)
 
 

@@ -134,10 +134,12 @@ class FPNDecoder(nn.Module):
 
 class LRASPPDecoder(nn.Module):
     """torchvision's LR-ASPP head on the last ("high") map and finer skip maps: the high map's 1x1 conv gated by a
-    sigmoid of its global average, resized to the finest skip's stride and classified, plus a 1x1 classifier of each
-    skip map (torchvision: the stride-8 map; `skips` (1, 2) adds the stride-16 one, as FCN-16s adds its pool4 scores)."""
+    sigmoid of its global average, resized to the finest skip's stride and classified, plus a classifier of each skip
+    map (torchvision: a 1x1 classifier of the stride-8 map; `skips` (1, 2) adds the stride-16 one, as FCN-16s adds its
+    pool4 scores; `skip_channels` > 0 puts a 3x3 conv + BN + ReLU of that width before each skip's 1x1 classifier,
+    as DeepLabv3+ refines its low-level map, so the skip maps are classified from their neighbourhood)."""
 
-    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32), skips=(1,)):
+    def __init__(self, in_channels: list[int], channels: int, num_classes: int, mode: str, strides=(4, 8, 16, 32), skips=(1,), skip_channels: int = 0):
         super().__init__()
         high, finest, coarser = in_channels[-1], min(skips), sorted(set(skips) - {min(skips)})
         self.stride = strides[finest]  # of the logits
@@ -145,8 +147,8 @@ class LRASPPDecoder(nn.Module):
         self.cbr = ConvBnAct(high, channels, 1)
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high, channels, 1, bias=False), nn.Sigmoid())
         self.resize = Resize(channels, strides[-1] // self.stride, mode)
-        self.low_classifier = nn.Conv2d(in_channels[finest], num_classes, 1)  # the finest skip's (torchvision's name for the stride-8 one)
-        self.skip_classifiers = nn.ModuleList(nn.Conv2d(in_channels[level], num_classes, 1) for level in coarser)
+        self.low_classifier = skip_classifier(in_channels[finest], skip_channels, num_classes)  # the finest skip's (torchvision's name)
+        self.skip_classifiers = nn.ModuleList(skip_classifier(in_channels[level], skip_channels, num_classes) for level in coarser)
         self.skip_resizes = nn.ModuleList(Resize(num_classes, strides[level] // self.stride, mode) for level in coarser)
         self.high_classifier = nn.Conv2d(channels, num_classes, 1)
 
@@ -157,6 +159,13 @@ class LRASPPDecoder(nn.Module):
         for level, classify, resize in zip(self.skips[1:], self.skip_classifiers, self.skip_resizes):
             logits = logits + resize(classify(feats[level]), size)
         return logits
+
+
+def skip_classifier(cin: int, width: int, num_classes: int) -> nn.Module:
+    """A skip map's classifier: 1x1 (width 0, torchvision's LR-ASPP), or a 3x3 conv + BN + ReLU of `width` then 1x1."""
+    if not width:
+        return nn.Conv2d(cin, num_classes, 1)
+    return nn.Sequential(ConvBnAct(cin, width, 3), nn.Conv2d(width, num_classes, 1))
 
 
 DECODERS = {"unet": UNetDecoder, "fpn": FPNDecoder, "lraspp": LRASPPDecoder}
@@ -191,6 +200,8 @@ class TimmSegmenter(
             DeepLab's atrous backbone; torchvision's LR-ASPP MobileNetV3 runs at 16), the same weights on a finer last map.
         skip_strides: LR-ASPP only: the backbone levels (by their undilated stride, 4 / 8 / 16) whose maps get a 1x1
             classifier added to the head's scores; the finest sets the logits' stride. (8,) is torchvision's head.
+        skip_channels: LR-ASPP only: 0, a 1x1 classifier per skip map (torchvision's); else a 3x3 conv + BN + ReLU of
+            this width before it.
     """
 
     load_what = "a segmenter"
@@ -211,11 +222,12 @@ class TimmSegmenter(
         frozen_stride: int = 0,
         output_stride: int = 32,
         skip_strides: tuple[int, ...] | list[int] = (8,),
+        skip_channels: int = 0,
     ):
         super().__init__()
         import timm
 
-        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride, skip_strides)
+        _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride, skip_strides, skip_channels)
         self.num_classes, self.image_size, self.decoder_type = num_classes, image_size, decoder
         self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
         self.palette = [list(map(int, c)) for c in palette] if palette is not None else default_palette(self.label_names)
@@ -232,8 +244,8 @@ class TimmSegmenter(
         self.frozen_stride, self.output_stride = frozen_stride, output_stride
         self._frozen_norms = freeze_backbone_to(self.backbone, frozen_stride)
         channels = decoder_channels * DECODER_WIDTH[decoder]
-        self.skip_strides = tuple(sorted(skip_strides))
-        skips = {"skips": tuple(SKIP_STRIDES.index(s) for s in self.skip_strides)} if decoder == "lraspp" else {}
+        self.skip_strides, self.skip_channels = tuple(sorted(skip_strides)), skip_channels
+        skips = {"skips": tuple(SKIP_STRIDES.index(s) for s in self.skip_strides), "skip_channels": skip_channels} if decoder == "lraspp" else {}
         self.decoder = DECODERS[decoder](self.backbone.feature_info.channels(), channels, num_classes, upsample, self.strides, **skips)
         self.upsample_logits = Resize(num_classes, self.decoder.stride, upsample)
         self.to(memory_format=torch.channels_last)  # NHWC: oneDNN's fast convolution layout (as the detector; ~1.8x faster training on 2 CPU cores)
@@ -282,7 +294,9 @@ def freeze_backbone_to(backbone: nn.Module, stride: int) -> list[nn.Module]:
     return frozen_norms
 
 
-def _check_config(num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride=32, skip_strides=(8,)) -> None:
+def _check_config(
+    num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride=32, skip_strides=(8,), skip_channels=0
+) -> None:
     if not 1 <= num_classes < IGNORE_INDEX or image_size < 32 or decoder_channels < 1:
         raise HfdlError(f"num_classes must be in 1..254, image_size >= 32, decoder_channels >= 1; got {num_classes}, {image_size}, {decoder_channels}")
     if decoder not in DECODERS or upsample not in UPSAMPLES:
@@ -291,6 +305,8 @@ def _check_config(num_classes, label_names, image_size, decoder, upsample, decod
         raise HfdlError(f"{len(label_names)} label names for {num_classes} classes: give one name per class")
     if output_stride not in OUTPUT_STRIDES:
         raise HfdlError(f"output_stride {output_stride} is not supported: use one of {', '.join(map(str, OUTPUT_STRIDES))}")
+    if not isinstance(skip_channels, int) or skip_channels < 0:
+        raise HfdlError(f"skip_channels must be 0 (a 1x1 classifier) or a width >= 1, got {skip_channels}")
     if not skip_strides or any(s not in SKIP_STRIDES for s in skip_strides) or len(set(skip_strides)) < len(skip_strides):
         raise HfdlError(f"skip_strides {list(skip_strides)}: name one or more of {', '.join(map(str, SKIP_STRIDES))}, each once")
     if palette is not None and (len(palette) != num_classes or any(len(c) != 3 for c in palette)):

@@ -110,7 +110,11 @@ def build_segmenter(
         image_size=image_size, decoder=segmenter_args.model_type, upsample=segmenter_args.upsample, decoder_channels=segmenter_args.decoder_channels,
         mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)), palette=palette or default_palette(label_names),
         frozen_stride=segmenter_args.resolved_frozen_stride(), output_stride=segmenter_args.output_stride,
-        **({"skip_strides": segmenter_args.resolved_skip_strides()} if segmenter_args.model_type == "lraspp" else {}),
+        **(
+            {"skip_strides": segmenter_args.resolved_skip_strides(), "skip_channels": segmenter_args.resolved_skip_channels()}
+            if segmenter_args.model_type == "lraspp"
+            else {}
+        ),
     )  # fmt: skip
     model.backbone.load_state_dict(backbone.state_dict())  # strict: the same architecture
     return model
@@ -194,9 +198,10 @@ def run_one(
         or segmenter_args.frozen_stride
         or segmenter_args.output_stride != DEFAULT_OUTPUT_STRIDE
         or segmenter_args.skip_strides
+        or segmenter_args.skip_channels is not None
     ):
         raise HfdlError(
-            "--model_type / --upsample / --frozen_stride / --output_stride / --skip_strides shape a decoder on a timm backbone: drop them (or the --compare of them) "
+            "--model_type / --upsample / --frozen_stride / --output_stride / --skip_strides / --skip_channels shape a decoder on a timm backbone: drop them (or the --compare of them) "
             "for a transformers segmenter"
         )
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])

@@ -221,3 +221,8 @@ def test_skip_strides_are_lraspps_and_checked_before_any_data_loads():
             SegmenterArguments(skip_strides=bad)
     with pytest.raises(HfdlError, match="--skip_strides shapes the LR-ASPP head, not --model_type unet"):
         SegmenterArguments(model_type="unet", skip_strides="8")
+    assert SegmenterArguments().resolved_skip_channels() == 64 and SegmenterArguments(skip_channels=0).resolved_skip_channels() == 0
+    with pytest.raises(HfdlError, match="--skip_channels must be 0"):
+        SegmenterArguments(skip_channels=-2)
+    with pytest.raises(HfdlError, match="--skip_channels shapes the LR-ASPP head, not --model_type fpn"):
+        SegmenterArguments(model_type="fpn", skip_channels=32)

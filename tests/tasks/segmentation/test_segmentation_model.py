@@ -137,14 +137,31 @@ def test_lraspp_skip_maps_add_their_scores_and_a_folder_without_them_loads_as_to
     skips.save_pretrained(tmp_path / "skips")
     loaded = TimmSegmenter.from_pretrained(tmp_path / "skips")
     assert loaded.skip_strides == (8, 16) and torch.equal(loaded(x), skips(x))
-    head.save_pretrained(tmp_path / "head")  # a folder written before skip_strides existed: no such key in its config
+    head.save_pretrained(tmp_path / "head")  # a folder written before skip_strides / skip_channels existed: no such keys in its config
     config = json.loads((tmp_path / "head" / "config.json").read_text())
-    config.pop("skip_strides")
+    config.pop("skip_strides"), config.pop("skip_channels")
     (tmp_path / "head" / "config.json").write_text(json.dumps(config))
     assert torch.equal(TimmSegmenter.from_pretrained(tmp_path / "head")(x), head(x))
     for bad in ((), (8, 8), (32,)):
         with pytest.raises(HfdlError, match="skip_strides"):
             TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", skip_strides=bad)
+    with pytest.raises(HfdlError, match="skip_channels must be 0"):
+        TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", skip_channels=-1)
+
+
+def test_skip_channels_classify_each_skip_map_after_a_3x3_conv(tmp_path):
+    torch.manual_seed(0)
+    model = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", decoder_channels=8, skip_strides=(8, 16), skip_channels=12)
+    for classifier in (model.decoder.low_classifier, model.decoder.skip_classifiers[0]):
+        conv, bn, classify = classifier[0][0], classifier[0][1], classifier[1]
+        assert conv.kernel_size == (3, 3) and conv.out_channels == bn.num_features == classify.in_channels == 12 and classify.out_channels == 3
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert out.shape == (2, 3, 64, 64)
+    model.save_pretrained(tmp_path / "m")
+    loaded = TimmSegmenter.from_pretrained(tmp_path / "m")
+    assert (loaded.skip_strides, loaded.skip_channels) == ((8, 16), 12) and torch.equal(loaded(x), out)
 
 
 def test_bad_configurations_are_one_line_errors():

@@ -79,8 +79,10 @@ def test_run_folder_results_and_card(launched):
     assert card.data.pipeline_tag == "image-segmentation" and f'TimmSegmenter.from_pretrained("{out.resolve()}")' in card.text
     assert "![pixel confusion matrix](confusion_matrix.png)" in card.text and "| Dress |" in card.text
     assert "| frozen backbone layers | none |" in card.text  # from scratch: every layer trains
-    assert json.loads((out / "config.json").read_text())["skip_strides"] == [8, 16]  # LR-ASPP with the default skip maps, said on the card
-    assert "1x1 classifiers of the stride-8 / 16 maps" in card.text and "| skip maps (strides) | 8, 16 |" in card.text
+    config = json.loads((out / "config.json").read_text())
+    assert (config["skip_strides"], config["skip_channels"]) == ([8, 16], 64)  # LR-ASPP with the default skip maps, said on the card
+    assert "1x1 classifiers of the stride-8 / 16 maps, each after a 3x3 conv + BN + ReLU 64 wide" in card.text
+    assert "| skip maps (strides) | 8, 16 (each a 3x3 conv 64 wide, then 1x1) |" in card.text
     assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "input size (96 x 96" in card.text
     model = TimmSegmenter.from_pretrained(out)
     assert model.frozen_stride == 0 and all(p.requires_grad for p in model.parameters())  # from scratch: nothing frozen
@@ -187,7 +189,7 @@ def test_a_tiny_random_segformer_trains_through_the_script_and_its_snippet_runs(
     argv = tiny(out, tiny_set, "--max_train_steps", "2")
     argv[argv.index("test_efficientnet")] = str(checkpoint)
     for flag, value in (("--frozen_stride", "4"), ("--output_stride", "16")):  # no timm stem to freeze, no timm stages to dilate
-        with pytest.raises(HfdlError, match="--frozen_stride / --output_stride / --skip_strides shape a decoder on a timm backbone"):
+        with pytest.raises(HfdlError, match="--frozen_stride / --output_stride / --skip_strides / --skip_channels shape a decoder on a timm backbone"):
             train_segmenter.main([*argv, flag, value])
     results = train_segmenter.main(argv)
     assert 0 <= results["eval_mean_iou"] <= 1 and results["completed_steps"] == 2
