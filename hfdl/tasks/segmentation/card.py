@@ -22,7 +22,7 @@ from hfdl.hub.cards import (
     versions_table,
 )
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
-from hfdl.tasks.segmentation.args import DEFAULT_SKIP_CHANNELS, resolve_frozen_stride, resolve_skip_strides
+from hfdl.tasks.segmentation.args import resolve_frozen_stride, resolve_skip_channels, resolve_skip_strides
 from hfdl.tasks.segmentation.metrics import class_keys
 
 TASK = "image-segmentation"
@@ -133,9 +133,7 @@ def skip_strides(m: dict) -> tuple[int, ...]:
 
 def skip_channels(m: dict) -> int:
     """LR-ASPP's skip-classifier width of a run: its --skip_channels or the default; 0 (1x1) for a run from before the option."""
-    if "skip_channels" not in m:
-        return 0
-    return DEFAULT_SKIP_CHANNELS if m["skip_channels"] is None else m["skip_channels"]
+    return resolve_skip_channels(m["skip_channels"]) if "skip_channels" in m else 0
 
 
 def skip_maps(m: dict) -> str:
