@@ -61,3 +61,26 @@ def test_loss_ignores_255_and_dice_is_zero_for_a_perfect_prediction():
     assert soft_dice_loss(perfect, TRUTH[None]).item() == pytest.approx(0.0, abs=0.1)  # class 2 absent: 1 - (0 + 1) / (0 + 1) = 0 too
     assert segmentation_loss(perfect, TRUTH[None], dice_weight=1.0).item() == pytest.approx(0.0, abs=0.1)
     assert soft_dice_loss(-perfect, TRUTH[None]).item() > 0.4
+
+
+def test_dice_without_one_hot_equals_the_textbook_form_in_value_and_gradient():
+    """The loss's soft Dice sums p(true class) per class instead of multiplying by a one-hot truth: the same number and
+    the same gradient as the textbook 2|P n T| / (|P| + |T|), ignored pixels (255) counting nowhere."""
+    torch.manual_seed(0)
+    masks = torch.randint(0, 5, (2, 6, 7))
+    masks[0, :2] = N
+    masks[1, :, 0] = N
+    logits = torch.randn(2, 5, 6, 7, requires_grad=True)
+
+    valid = (masks != N).unsqueeze(1)
+    probs = logits.softmax(1) * valid
+    truth = torch.nn.functional.one_hot(masks.masked_fill(~valid[:, 0], 0), 5).permute(0, 3, 1, 2) * valid
+    textbook = 1 - ((2 * (probs * truth).sum((0, 2, 3)) + 1) / ((probs + truth).sum((0, 2, 3)) + 1)).mean()
+    expected = torch.nn.functional.cross_entropy(logits, masks, ignore_index=N) + 0.5 * textbook
+    loss = segmentation_loss(logits, masks, dice_weight=0.5)
+
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    (got,) = torch.autograd.grad(loss, logits, retain_graph=True)
+    (want,) = torch.autograd.grad(expected, logits)
+    assert torch.allclose(got, want, atol=1e-7)
+    assert soft_dice_loss(logits, masks).item() == pytest.approx(textbook.item(), rel=1e-6)
