@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from hfdl.core.checkpoints import list_checkpoints
-from hfdl.core.training import TrainingArguments, make_accelerator, tensor_loader, train
+from hfdl.core.training import TrainingArguments, fused_adamw_available, make_accelerator, tensor_loader, train
 from hfdl.errors import HfdlError
 
 
@@ -278,3 +278,27 @@ def test_model_ema_resumes_exactly_and_a_resume_without_it_is_refused(tmp_path):
         _run(tmp_path / "c", resume_from_checkpoint=str(mid))
     with pytest.raises(HfdlError, match=r"--model_ema_decay must be in \[0, 1\)"):
         TrainingArguments(output_dir="out", model_ema_decay=1.0)
+
+
+def test_the_loop_takes_the_fused_adamw_kernel_where_every_trainable_parameter_can():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    assert fused_adamw_available(model) is True  # CPU float parameters: PyTorch's fused kernel
+    model.requires_grad_(False)
+    assert fused_adamw_available(model) is None  # nothing to train: AdamW's default
+    assert fused_adamw_available(torch.nn.Linear(4, 3, device="meta")) is None  # a device without the kernel
+
+
+def test_fused_adamw_takes_the_steps_of_the_default_one():
+    torch.manual_seed(0)
+    a = torch.nn.Linear(6, 4)
+    b = torch.nn.Linear(6, 4)
+    b.load_state_dict(a.state_dict())
+    opts = [torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.05, fused=f) for m, f in ((a, None), (b, True))]
+    for _ in range(5):
+        x = torch.randn(8, 6)
+        for m, opt in zip((a, b), opts):
+            m(x).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
