@@ -1,5 +1,7 @@
 """The offline detection / segmentation set: Fashion-MNIST items on real photo crops, boxes and masks that agree."""
 
+import os
+import sys
 from pathlib import Path
 
 import datasets
@@ -101,6 +103,21 @@ def test_the_cache_is_reused_and_carries_provenance(tiny, monkeypatch):
     folder = root / f"composites-{composites._cache_key(TINY)}"
     assert (folder / "dataset_dict.json").is_file()
     assert '"arguments"' in (folder / "provenance.json").read_text()
+
+
+@needs_fashion_mnist
+def test_worker_processes_draw_the_same_images_as_one_process(tiny, monkeypatch):
+    """A large split is shared out among forked worker processes: the rows, in order, are those one process draws."""
+    monkeypatch.setattr(composites, "PARALLEL_MIN_IMAGES", 1)  # share out even these 12
+    monkeypatch.setattr(composites, "MAX_WORKERS", 2)
+    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one process draws: not Linux, or one CPU")
+    rows = composites._draw("train", TINY["num_train"], composites._checked_arguments(**TINY))
+    assert [r["image_id"] for r in rows] == list(range(TINY["num_train"]))
+    expected = raw_rows(tiny["train"])
+    assert [r["image"]["bytes"] for r in rows] == [r["image"]["bytes"] for r in expected]
+    assert [r["mask"]["bytes"] for r in rows] == [r["mask"]["bytes"] for r in expected]
+    assert [r["objects"]["bbox"] for r in rows] == [r["objects"]["bbox"] for r in expected]
 
 
 def test_an_interrupted_build_leaves_no_half_dataset(monkeypatch, tmp_path):
