@@ -9,12 +9,19 @@ Without --model the default architecture with its pretrained backbone is timed (
 Each round times `predict` (network, logits at the input size, argmax) once per decoder.
 
 Also timed, as ratios to the default: torchvision's LR-ASPP head (`--skip_strides 8 --skip_channels 0`: one skip map,
-a 1x1 classifier; the default adds the stride-16 map and a 3x3 conv before each skip's classifier).
+a 1x1 classifier; the default adds the stride-4 and -16 maps and a 3x3 conv before each skip's classifier).
 
 Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of the default size at the
 default --image_size, cross-entropy + Dice, AdamW) against the same step with the whole backbone trained
 (`--frozen_stride 0`), with a dilated backbone (`--output_stride 16`) and with torchvision's head,
 alternating, each as a ratio to the default's step.
+
+The training step's parts (`--part_rounds`, 0 to skip), each against the textbook form in alternating rounds:
+the loss (cross-entropy + soft Dice from one log-softmax, Dice summing p(true class) per class) against
+cross-entropy + the one-hot Dice on the same logits (8 x 11 x 192 x 192, forward + backward); the training
+augmentation on PIL images against the same steps on uint8 tensors (ms/image on real composites), both for your
+data's (rotation, colour and hue jitter) and the offline default's (flips and crops only); and PyTorch's
+fused AdamW step (what the loop takes on CPU) against the default foreach one on the default segmenter's parameters.
 """
 
 from __future__ import annotations
@@ -23,12 +30,24 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from _common import emit
 
-from hfdl.tasks.segmentation.args import DECODERS, DEFAULT_DECODER, SegmentationDataArguments, SegmentationTrainingArguments, SegmenterArguments
+from hfdl.assets import composite_dataset
+from hfdl.core.training import fused_adamw_available
+from hfdl.tasks.segmentation.args import (
+    DECODERS,
+    DEFAULT_COMPOSITE_MAX_OBJECTS,
+    DEFAULT_DECODER,
+    SegmentationDataArguments,
+    SegmentationTrainingArguments,
+    SegmenterArguments,
+)
+from hfdl.tasks.segmentation.data import SegmentationTransform
 from hfdl.tasks.segmentation.metrics import segmentation_loss
-from hfdl.tasks.segmentation.model import load_segmenter
+from hfdl.tasks.segmentation.model import IGNORE_INDEX, load_segmenter
 from hfdl.tasks.segmentation.pipeline import build_segmenter
 
 NUM_CLASSES = 11  # the offline default's: background + 10 Fashion-MNIST classes
@@ -43,6 +62,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--upsample", default="interpolate", choices=("interpolate", "transposed"))
     p.add_argument("--train_rounds", type=int, default=8, help="Training steps timed per variant (frozen stem or not); 0 skips them.")
+    p.add_argument("--part_rounds", type=int, default=20, help="Rounds of the loss / augmentation / optimizer timings; 0 skips them.")
     a = p.parse_args()
     torch.set_num_threads(2)
     names = [str(i) for i in range(NUM_CLASSES)]
@@ -76,6 +96,7 @@ def main() -> None:
             **{f"{d}_time_ratio_to_{DEFAULT_DECODER}": ms[d] / ms[DEFAULT_DECODER] for d in models if d != DEFAULT_DECODER},
             **{f"{d}_parameter_ratio_to_{DEFAULT_DECODER}": params[d] / params[DEFAULT_DECODER] for d in models if d != DEFAULT_DECODER},
             **(train_steps(names, a.train_rounds) if a.train_rounds else {}),
+            **(step_parts(names, a.part_rounds) if a.part_rounds else {}),
         }
     )
 
@@ -93,7 +114,7 @@ def train_steps(names: list[str], rounds: int) -> dict:
     steps = {}
     for name, args in variants.items():
         model = build_segmenter(args, names, None, size).train()
-        optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-3)
+        optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-3, fused=fused_adamw_available(model))  # as the loop
         steps[name] = (model, optimizer)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(batch, 3, size, size, generator=g), torch.randint(0, len(names), (batch, size, size), generator=g)
@@ -114,6 +135,77 @@ def train_steps(names: list[str], rounds: int) -> dict:
         **{f"train_step_ms_{name}": value for name, value in ms.items()},
         "train_step_speedup_frozen": ms["unfrozen"] / ms["default"],  # the default freezes the stem: --frozen_stride's claim
         **{f"train_step_ratio_{name}_to_default": ms[name] / ms["default"] for name in ms if name != "default"},
+    }
+
+
+def alternate(candidates: dict, rounds: int) -> dict:
+    """Median milliseconds of each no-argument callable, called in turn each round (two warm-up rounds first)."""
+    times = {name: [] for name in candidates}
+    for r in range(rounds + 2):
+        for name, call in candidates.items():
+            t0 = time.perf_counter()
+            call()
+            if r >= 2:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
+
+
+def textbook_loss(logits: torch.Tensor, masks: torch.Tensor, dice_weight: float) -> torch.Tensor:
+    """Cross-entropy + the one-hot soft Dice (the form `segmentation_loss` replaced: the same value and gradient, tested)."""
+    valid = (masks != IGNORE_INDEX).unsqueeze(1)
+    probs = logits.float().softmax(1) * valid
+    truth = F.one_hot(masks.masked_fill(~valid[:, 0], 0), logits.shape[1]).permute(0, 3, 1, 2) * valid
+    dice = 1 - ((2 * (probs * truth).sum((0, 2, 3)) + 1) / ((probs + truth).sum((0, 2, 3)) + 1)).mean()
+    return F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX) + dice_weight * dice
+
+
+def step_parts(names: list[str], rounds: int) -> dict:
+    """The loss, the augmentation and the optimizer step of the default recipe, each against the textbook form."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as TF
+
+    size, batch = SegmentationDataArguments.image_size, SegmentationTrainingArguments.per_device_train_batch_size
+    dice_weight = SegmenterArguments().dice_weight
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.randn(batch, len(names), size // 8, size // 8, generator=g, requires_grad=True)  # the head's stride-8 scores
+    masks = torch.randint(0, len(names), (batch, size, size), generator=g)
+
+    def loss_with(fn):
+        return lambda: fn(F.interpolate(coarse, size=(size, size), mode="bilinear"), masks, dice_weight).backward()
+
+    loss_ms = alternate({"default": loss_with(segmentation_loss), "one_hot": loss_with(textbook_loss)}, rounds)
+
+    scenes = composite_dataset(64, 1, size, max_objects=DEFAULT_COMPOSITE_MAX_OBJECTS, seed=1)["train"]
+    samples = [(ex["image"].convert("RGB"), torch.from_numpy(np.array(ex["mask"], dtype=np.uint8))) for ex in scenes]
+
+    def augment(transform: SegmentationTransform, as_tensor: bool):
+        def run():
+            for image, mask in samples:
+                image = tv_tensors.Image(TF.pil_to_tensor(image)) if as_tensor else image
+                transform.pipeline(image, tv_tensors.Mask(mask[None]))
+
+        return run
+
+    transforms = {}  # your data's augmentation (rotation, colour and hue jitter) and the offline default's (flips, crops)
+    for data, d in (("data", SegmentationDataArguments(dataset_name="your/data")), ("offline", SegmentationDataArguments())):
+        transforms[data] = SegmentationTransform(size, d.augment())
+    aug_ms = alternate({f"{form}_{data}": augment(t, form == "tensor") for data, t in transforms.items() for form in ("pil", "tensor")}, max(1, rounds // 4))
+
+    model = build_segmenter(SegmenterArguments(), names, None, size)
+    params = [q for q in model.parameters() if q.requires_grad]
+    for q in params:
+        q.grad = torch.randn_like(q)
+    optimizers = {"fused": torch.optim.AdamW(params, lr=1e-6, fused=True), "foreach": torch.optim.AdamW(params, lr=1e-6)}
+    opt_ms = alternate({name: opt.step for name, opt in optimizers.items()}, rounds)
+    return {
+        "loss_ms": loss_ms["default"],
+        "loss_ms_one_hot_dice": loss_ms["one_hot"],
+        "loss_speedup": loss_ms["one_hot"] / loss_ms["default"],
+        **{f"augment_ms_per_image_{key}": value / len(samples) for key, value in aug_ms.items()},
+        **{f"augment_speedup_pil_{data}": aug_ms[f"tensor_{data}"] / aug_ms[f"pil_{data}"] for data in transforms},
+        "adamw_ms_fused": opt_ms["fused"],
+        "adamw_ms_foreach": opt_ms["foreach"],
+        "adamw_speedup_fused": opt_ms["foreach"] / opt_ms["fused"],
     }
 
 
