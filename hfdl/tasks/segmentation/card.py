@@ -121,7 +121,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
         "learning rate": t["learning_rate"], "weight decay": t["weight_decay"], "optimizer": "AdamW",
         "schedule": schedule(t), "max grad norm": t["max_grad_norm"],
         "loss": "cross-entropy" + (f" + {m['dice_weight']} x Dice" if m.get("dice_weight") else ""),
-        "augmentation": f"flip p={d['hflip']}, scale/crop p={d['crop']} (area from {d['scale_min']}), rotation up to {d['rotation']} deg (p=0.5), colour jitter {d['color_jitter']}" + (f", hue {d['hue']}" if d.get("hue") else ""),
+        "augmentation": augmentation(d),
         "reduce labels": d.get("reduce_labels", False),
     }  # fmt: skip
 
@@ -147,6 +147,15 @@ def decoder_description(m: dict) -> str:
     if skip_channels(m):
         skips += f", each after a 3x3 conv + BN + ReLU {skip_channels(m)} wide (DeepLabv3+'s low-level refinement)"
     return DECODER_DESCRIPTIONS[m["model_type"]].format(finest=strides[0], skips=skips)
+
+
+def augmentation(d: dict) -> str:
+    """The training augmentation of a run's data arguments, the steps it left off unnamed."""
+    steps = [f"flip p={d['hflip']}", f"scale/crop p={d['crop']} (area from {d['scale_min']})"]
+    steps += [f"rotation up to {d['rotation']:g} deg (p=0.5)"] if d.get("rotation") else []
+    steps += [f"colour jitter {d['color_jitter']:g}"] if d.get("color_jitter") else []
+    steps += [f"hue {d['hue']:g}"] if d.get("hue") else []
+    return ", ".join(steps)
 
 
 def frozen_layers(stride: int) -> str:

@@ -31,7 +31,7 @@ def soft_dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 def _soft_dice(probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Soft Dice from probabilities (B, K, H, W), without a one-hot truth: |P n T| of class k sums the probability of
-    k at the pixels labelled k, |T| counts them; 1.7x faster than the one-hot form on a 2-core CPU (same value and gradient)."""
+    k at the pixels labelled k, |T| counts them; with the cross-entropy 1.46x faster than the one-hot form on 2 cores (benchmarks/segmentation.py), the same value and gradient."""
     num_classes = probs.shape[1]
     valid = masks != IGNORE_INDEX
     labels = masks.masked_fill(~valid, 0)

@@ -34,7 +34,6 @@ from hfdl.tasks.segmentation.args import (
 )
 from hfdl.tasks.segmentation.card import write_cards
 from hfdl.tasks.segmentation.data import (
-    SegmentationAugment,
     SegmentationData,
     SegmentationImages,
     build_segmentation_transforms,
@@ -259,8 +258,7 @@ def _loaders(
     augmentation seeded per (seed, epoch, index)."""
     from torch.utils.data import DataLoader
 
-    augment = SegmentationAugment(data_args.hflip, data_args.crop, data_args.scale_min, data_args.rotation, data_args.color_jitter, data_args.hue)
-    train_tf, eval_tf = build_segmentation_transforms(data_args.image_size, augment, eval_size=run_size)
+    train_tf, eval_tf = build_segmentation_transforms(data_args.image_size, data_args.augment(), eval_size=run_size)
     train_images = SegmentationImages(data.dsd["train"], train_tf, seed=training_args.seed)
     eval_images = SegmentationImages(data.dsd["validation"], eval_tf)
     batch, workers = training_args.per_device_train_batch_size, training_args.dataloader_num_workers

@@ -214,7 +214,7 @@ def test_offline_default_trains_on_denser_scenes_and_validates_on_the_detection_
 def test_skip_strides_are_lraspps_and_checked_before_any_data_loads():
     from hfdl.tasks.segmentation.args import DEFAULT_SKIP_STRIDES, SegmenterArguments
 
-    assert SegmenterArguments().resolved_skip_strides() == DEFAULT_SKIP_STRIDES == (8, 16)
+    assert SegmenterArguments().resolved_skip_strides() == DEFAULT_SKIP_STRIDES == (4, 8, 16)
     assert SegmenterArguments(skip_strides="16, 4,8").resolved_skip_strides() == (4, 8, 16)
     for bad in ("8,32", "8,8", "eight", ","):
         with pytest.raises(HfdlError, match=f"--skip_strides '{bad}': name one or more of 4, 8, 16"):
@@ -226,3 +226,20 @@ def test_skip_strides_are_lraspps_and_checked_before_any_data_loads():
         SegmenterArguments(skip_channels=-2)
     with pytest.raises(HfdlError, match="--skip_channels shapes the LR-ASPP head, not --model_type fpn"):
         SegmenterArguments(model_type="fpn", skip_channels=32)
+
+
+def test_the_offline_default_augments_with_flips_and_crops_only_your_data_also_with_rotation_and_jitter():
+    from hfdl.tasks.segmentation.args import SegmentationDataArguments
+    from hfdl.tasks.segmentation.card import augmentation
+
+    plain = SegmentationDataArguments()  # the composites vary tint, mirror, scale, place and background themselves
+    assert (plain.rotation, plain.color_jitter, plain.hue) == (0.0, 0.0, 0.0)
+    assert augmentation(vars(plain)) == "flip p=0.5, scale/crop p=0.5 (area from 0.3)"
+    theirs = SegmentationDataArguments(dataset_name="segments/sidewalk-semantic")
+    assert (theirs.rotation, theirs.color_jitter, theirs.hue) == (10.0, 0.2, 0.02)
+    assert augmentation(vars(theirs)).endswith("rotation up to 10 deg (p=0.5), colour jitter 0.2, hue 0.02")
+    assert plain.augment() == SegmentationAugment(hflip=0.5, crop=0.5, scale_min=0.3, rotation=0.0, color_jitter=0.0, hue=0.0)
+    assert theirs.augment() == SegmentationAugment(hflip=0.5, crop=0.5, scale_min=0.3, rotation=10.0, color_jitter=0.2, hue=0.02)
+    assert SegmentationDataArguments(rotation=5.0).rotation == 5.0  # asked for: kept, offline default or not
+    with pytest.raises(HfdlError, match="--rotation >= 0"):
+        SegmentationDataArguments(rotation=-1.0)

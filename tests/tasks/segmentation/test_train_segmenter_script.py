@@ -80,9 +80,9 @@ def test_run_folder_results_and_card(launched):
     assert "![pixel confusion matrix](confusion_matrix.png)" in card.text and "| Dress |" in card.text
     assert "| frozen backbone layers | none |" in card.text  # from scratch: every layer trains
     saved = json.loads((out / "config.json").read_text())
-    assert (saved["skip_strides"], saved["skip_channels"]) == ([8, 16], 64)  # LR-ASPP with the default skip maps, said on the card
-    assert "1x1 classifiers of the stride-8 / 16 maps, each after a 3x3 conv + BN + ReLU 64 wide" in card.text
-    assert "| skip maps (strides) | 8, 16 (each a 3x3 conv 64 wide, then 1x1) |" in card.text
+    assert (saved["skip_strides"], saved["skip_channels"]) == ([4, 8, 16], 64)  # LR-ASPP with the default skip maps, said on the card
+    assert "1x1 classifiers of the stride-4 / 8 / 16 maps, each after a 3x3 conv + BN + ReLU 64 wide" in card.text
+    assert "| skip maps (strides) | 4, 8, 16 (each a 3x3 conv 64 wide, then 1x1) |" in card.text
     assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "input size (96 x 96" in card.text
     model = TimmSegmenter.from_pretrained(out)
     assert model.frozen_stride == 0 and all(p.requires_grad for p in model.parameters())  # from scratch: nothing frozen
