@@ -118,16 +118,16 @@ def train_steps(names: list[str], rounds: int) -> dict:
         steps[name] = (model, optimizer)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(batch, 3, size, size, generator=g), torch.randint(0, len(names), (batch, size, size), generator=g)
-    times = {name: [] for name in steps}
-    for r in range(rounds + 2):  # two warm-up rounds
-        for name, (model, optimizer) in steps.items():
-            t0 = time.perf_counter()
+
+    def step(model, optimizer):
+        def run():
             segmentation_loss(model(model.normalize(x)), y, default.dice_weight).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            if r >= 2:
-                times[name].append(time.perf_counter() - t0)
-    ms = {name: statistics.median(t) * 1000 for name, t in times.items()}
+
+        return run
+
+    ms = alternate({name: step(model, optimizer) for name, (model, optimizer) in steps.items()}, rounds)
     return {
         "train_image_size": size,
         "train_batch": batch,
