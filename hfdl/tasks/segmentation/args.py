@@ -8,7 +8,7 @@ from hfdl.core.images import FIXRES_RATIO, check_square_sizes, fixres_size
 from hfdl.core.training import TrainingArguments
 from hfdl.errors import HfdlError
 from hfdl.tasks.segmentation.data import SegmentationAugment
-from hfdl.tasks.segmentation.model import DECODERS, OUTPUT_STRIDES, SKIP_STRIDES, UPSAMPLES
+from hfdl.tasks.segmentation.model import DECODERS, OUTPUT_STRIDES, SKIP_STRIDES, UPSAMPLES, valid_skip_strides
 
 # The optimiser recipe per model kind: the timm decoders' default; the transformers semantic-segmentation example's for SegFormer & co.
 MODEL_RECIPES = {"timm": {"learning_rate": 2e-3, "weight_decay": 0.05}, "transformers": {"learning_rate": 6e-5, "weight_decay": 0.01}}
@@ -46,7 +46,7 @@ def resolve_skip_strides(skip_strides: str | None) -> tuple[int, ...]:
         strides = [int(s) for s in skip_strides.split(",") if s.strip()]
     except ValueError:
         strides = []
-    if not strides or any(s not in SKIP_STRIDES for s in strides) or len(set(strides)) < len(strides):
+    if not valid_skip_strides(strides):
         raise HfdlError(f"--skip_strides '{skip_strides}': name one or more of {', '.join(map(str, SKIP_STRIDES))}, comma-separated, e.g. 8,16")
     return tuple(sorted(strides))
 

@@ -294,6 +294,11 @@ def freeze_backbone_to(backbone: nn.Module, stride: int) -> list[nn.Module]:
     return frozen_norms
 
 
+def valid_skip_strides(skip_strides) -> bool:
+    """One or more of SKIP_STRIDES, each once (the rule of `--skip_strides` and of a saved config)."""
+    return bool(skip_strides) and all(s in SKIP_STRIDES for s in skip_strides) and len(set(skip_strides)) == len(skip_strides)
+
+
 def _check_config(
     num_classes, label_names, image_size, decoder, upsample, decoder_channels, palette, output_stride=32, skip_strides=(8,), skip_channels=0
 ) -> None:
@@ -307,7 +312,7 @@ def _check_config(
         raise HfdlError(f"output_stride {output_stride} is not supported: use one of {', '.join(map(str, OUTPUT_STRIDES))}")
     if not isinstance(skip_channels, int) or skip_channels < 0:
         raise HfdlError(f"skip_channels must be 0 (a 1x1 classifier) or a width >= 1, got {skip_channels}")
-    if not skip_strides or any(s not in SKIP_STRIDES for s in skip_strides) or len(set(skip_strides)) < len(skip_strides):
+    if not valid_skip_strides(skip_strides):
         raise HfdlError(f"skip_strides {list(skip_strides)}: name one or more of {', '.join(map(str, SKIP_STRIDES))}, each once")
     if palette is not None and (len(palette) != num_classes or any(len(c) != 3 for c in palette)):
         raise HfdlError(f"the palette needs one [r, g, b] per class ({num_classes}), got {len(palette)} entries")
