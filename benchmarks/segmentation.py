@@ -8,8 +8,14 @@ alternating rounds, so a busy machine slows each alike).
 Without --model the default architecture with its pretrained backbone is timed (the weights do not change the cost).
 Each round times `predict` (network, logits at the input size, argmax) once per decoder.
 
-Also timed, as ratios to the default: torchvision's LR-ASPP head (`--skip_strides 8 --skip_channels 0`: one skip map,
-a 1x1 classifier; the default adds the stride-4 and -16 maps and a 3x3 conv before each skip's classifier).
+Every timm decoder predicts with flip test-time augmentation (the mean of the image's and its mirror image's logits, the
+default), so each is two passes. Also timed, as ratios to the default: torchvision's LR-ASPP head (`--skip_strides 8
+--skip_channels 0`: one skip map, a 1x1 classifier; the default adds the stride-4 and -16 maps and a 3x3 conv before
+each skip's classifier) and the default in one pass (`--test_time_flip false`).
+
+Evaluation (`--eval_rounds`, 0 to skip): the default's predictions over 32 images at --image_size in batches of the
+default --per_device_eval_batch_size (8) against batches of 32, ms per image (the smaller batch's tensors stay in the
+CPU's caches).
 
 Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of the default size at the
 default --image_size, cross-entropy + Dice, AdamW) against the same step with the whole backbone trained
@@ -53,6 +59,7 @@ from hfdl.tasks.segmentation.pipeline import build_segmenter
 NUM_CLASSES = 11  # the offline default's: background + 10 Fashion-MNIST classes
 TORCHVISION_HEAD = {"skip_strides": "8", "skip_channels": 0}
 TORCHVISION = "lraspp_torchvision"  # torchvision's LR-ASPP head: one skip map, a 1x1 classifier (--skip_strides 8 --skip_channels 0)
+SINGLE_PASS = "lraspp_single_pass"  # the default without flip test-time augmentation (--test_time_flip false): one pass per image
 
 
 def main() -> None:
@@ -63,6 +70,7 @@ def main() -> None:
     p.add_argument("--upsample", default="interpolate", choices=("interpolate", "transposed"))
     p.add_argument("--train_rounds", type=int, default=8, help="Training steps timed per variant (frozen stem or not); 0 skips them.")
     p.add_argument("--part_rounds", type=int, default=20, help="Rounds of the loss / augmentation / optimizer timings; 0 skips them.")
+    p.add_argument("--eval_rounds", type=int, default=5, help="Rounds of the evaluation-batch timing (32 images each); 0 skips it.")
     a = p.parse_args()
     torch.set_num_threads(2)
     names = [str(i) for i in range(NUM_CLASSES)]
@@ -70,6 +78,7 @@ def main() -> None:
     if a.model:
         models[DEFAULT_DECODER] = load_segmenter(a.model).eval()
     models[TORCHVISION] = build_segmenter(SegmenterArguments(upsample=a.upsample, **TORCHVISION_HEAD), names, None, a.image_size).eval()
+    models[SINGLE_PASS] = build_segmenter(SegmenterArguments(upsample=a.upsample, test_time_flip=False), names, None, a.image_size).eval()
     x = torch.rand(1, 3, a.image_size, a.image_size)
     times = {decoder: [] for decoder in models}
     with torch.inference_mode():
@@ -95,6 +104,8 @@ def main() -> None:
             **{f"{decoder}_parameters": value for decoder, value in params.items()},
             **{f"{d}_time_ratio_to_{DEFAULT_DECODER}": ms[d] / ms[DEFAULT_DECODER] for d in models if d != DEFAULT_DECODER},
             **{f"{d}_parameter_ratio_to_{DEFAULT_DECODER}": params[d] / params[DEFAULT_DECODER] for d in models if d != DEFAULT_DECODER},
+            "test_time_flip": models[DEFAULT_DECODER].test_time_flip,
+            **(eval_batches(models[DEFAULT_DECODER], a.image_size, a.eval_rounds) if a.eval_rounds else {}),
             **(train_steps(names, a.train_rounds) if a.train_rounds else {}),
             **(step_parts(names, a.part_rounds) if a.part_rounds else {}),
         }
@@ -135,6 +146,24 @@ def train_steps(names: list[str], rounds: int) -> dict:
         **{f"train_step_ms_{name}": value for name, value in ms.items()},
         "train_step_speedup_frozen": ms["unfrozen"] / ms["default"],  # the default freezes the stem: --frozen_stride's claim
         **{f"train_step_ratio_{name}_to_default": ms[name] / ms["default"] for name in ms if name != "default"},
+    }
+
+
+def eval_batches(model, size: int, rounds: int) -> dict:
+    """Milliseconds per image of evaluation's prediction (the network, flip included, and the argmax) over 32 images in
+    batches of the default --per_device_eval_batch_size against batches of 32, alternating rounds."""
+    default = SegmentationTrainingArguments.per_device_eval_batch_size
+    x = torch.rand(32, 3, size, size)
+
+    def run(batch: int):
+        return lambda: [model.predict(chunk) for chunk in x.split(batch)]
+
+    ms = alternate({"default": run(default), "32": run(32)}, rounds)
+    return {
+        "eval_batch": default,
+        "eval_ms_per_image": ms["default"] / len(x),
+        "eval_ms_per_image_batch_32": ms["32"] / len(x),
+        "eval_speedup_batch": ms["32"] / ms["default"],
     }
 
 

@@ -22,7 +22,7 @@ from hfdl.hub.cards import (
     versions_table,
 )
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
-from hfdl.tasks.segmentation.args import resolve_frozen_stride, resolve_skip_channels, resolve_skip_strides
+from hfdl.tasks.segmentation.args import resolve_frozen_stride, resolve_skip_channels, resolve_skip_strides, resolve_test_time_flip
 from hfdl.tasks.segmentation.metrics import class_keys
 
 TASK = "image-segmentation"
@@ -98,6 +98,11 @@ def _model_description(m: dict, kind: str, base: str | None, architecture: str) 
         f"The `{m['model_name_or_path']}` backbone ({'ImageNet-pretrained, ' + origin if base else origin}) as a timm `features_only` network "
         f"(maps at strides 4, 8, 16 and 32), {decoder_description(m)}, upsampling by {UPSAMPLE_DESCRIPTIONS[m['upsample']]}; "
         f"the logits are brought to the input size and trained with {loss}."
+        + (
+            " It predicts with the mean of the image's and its mirror image's logits (flip test-time augmentation, saved in its config: the evaluation below did the same)."
+            if test_time_flip(m)
+            else ""
+        )
     )
 
 
@@ -114,6 +119,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "frozen backbone layers": frozen_layers(resolve_frozen_stride(m.get("frozen_stride"), m["pretrained"])),
             "backbone output stride": output_stride(m.get("output_stride", 32)),
             **({"skip maps (strides)": skip_maps(m)} if m["model_type"] == "lraspp" else {}),
+            "test-time augmentation": "horizontal flip (the mean of the image's and its mirror image's logits)" if test_time_flip(m) else "none",
         }
     )
     return {
@@ -134,6 +140,11 @@ def skip_strides(m: dict) -> tuple[int, ...]:
 def skip_channels(m: dict) -> int:
     """LR-ASPP's skip-classifier width of a run: its --skip_channels or the default; 0 (1x1) for a run from before the option."""
     return resolve_skip_channels(m["skip_channels"]) if "skip_channels" in m else 0
+
+
+def test_time_flip(m: dict) -> bool:
+    """Whether a run's model predicts with flip test-time augmentation: its --test_time_flip or the default; off for a run from before the option."""
+    return resolve_test_time_flip(m["test_time_flip"]) if "test_time_flip" in m else False
 
 
 def skip_maps(m: dict) -> str:

@@ -109,6 +109,7 @@ def build_segmenter(
         image_size=image_size, decoder=segmenter_args.model_type, upsample=segmenter_args.upsample, decoder_channels=segmenter_args.decoder_channels,
         mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)), palette=palette or default_palette(label_names),
         frozen_stride=segmenter_args.resolved_frozen_stride(), output_stride=segmenter_args.output_stride,
+        test_time_flip=segmenter_args.resolved_test_time_flip(),
         **(
             {"skip_strides": segmenter_args.resolved_skip_strides(), "skip_channels": segmenter_args.resolved_skip_channels()}
             if segmenter_args.model_type == "lraspp"
@@ -198,10 +199,11 @@ def run_one(
         or segmenter_args.output_stride != DEFAULT_OUTPUT_STRIDE
         or segmenter_args.skip_strides
         or segmenter_args.skip_channels is not None
+        or segmenter_args.test_time_flip is not None
     ):
         raise HfdlError(
-            "--model_type / --upsample / --frozen_stride / --output_stride / --skip_strides / --skip_channels shape a decoder on a timm backbone: drop them (or the --compare of them) "
-            "for a transformers segmenter"
+            "--model_type / --upsample / --frozen_stride / --output_stride / --skip_strides / --skip_channels / --test_time_flip shape a decoder on a timm backbone: "
+            "drop them (or the --compare of them) for a transformers segmenter"
         )
     training_args = training_args.with_unset(**MODEL_RECIPES[kind])
     torch.manual_seed(training_args.seed)

@@ -164,6 +164,31 @@ def test_skip_channels_classify_each_skip_map_after_a_3x3_conv(tmp_path):
     assert (loaded.skip_strides, loaded.skip_channels) == ((8, 16), 12) and torch.equal(loaded(x), out)
 
 
+def test_test_time_flip_averages_the_mirror_images_logits_in_eval_mode_only(tmp_path):
+    torch.manual_seed(0)
+    plain = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", decoder_channels=8, skip_strides=(4, 8, 16))
+    flipped = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", decoder_channels=8, skip_strides=(4, 8, 16), test_time_flip=True)
+    flipped.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        plain.eval(), flipped.eval()
+        one, mirror = plain(x), plain(x.flip(3)).flip(3)
+        assert not torch.allclose(one, mirror, atol=1e-3)  # the mirror image gives other logits: the average is not the plain pass
+        assert torch.allclose(flipped(x), (one + mirror) / 2, atol=1e-6)
+        assert torch.allclose(flipped(x.flip(3)), flipped(x).flip(3), atol=1e-6)  # so its prediction is mirror-symmetric
+        assert torch.equal(flipped.predict(x), flipped(x).argmax(1))
+        plain.train(), flipped.train()
+        assert torch.allclose(flipped(x), plain(x), atol=1e-6)  # training runs the image once
+    flipped.eval().save_pretrained(tmp_path / "flip")
+    assert json.loads((tmp_path / "flip" / "config.json").read_text())["test_time_flip"] is True
+    loaded = TimmSegmenter.from_pretrained(tmp_path / "flip")
+    assert loaded.test_time_flip and torch.equal(loaded(x), flipped(x))
+    config = json.loads((tmp_path / "flip" / "config.json").read_text())
+    config.pop("test_time_flip")  # a folder written before the option: predicts once, as it was evaluated
+    (tmp_path / "flip" / "config.json").write_text(json.dumps(config))
+    assert not TimmSegmenter.from_pretrained(tmp_path / "flip").test_time_flip
+
+
 def test_bad_configurations_are_one_line_errors():
     with pytest.raises(HfdlError, match="one name per class"):
         TimmSegmenter("test_efficientnet", 3, ["a", "b"])

@@ -81,6 +81,9 @@ def test_run_folder_results_and_card(launched):
     assert "| frozen backbone layers | none |" in card.text  # from scratch: every layer trains
     saved = json.loads((out / "config.json").read_text())
     assert (saved["skip_strides"], saved["skip_channels"]) == ([4, 8, 16], 64)  # LR-ASPP with the default skip maps, said on the card
+    assert (
+        saved["test_time_flip"] is True and "| test-time augmentation | horizontal flip (the mean of the image's and its mirror image's logits) |" in card.text
+    )
     assert "1x1 classifiers of the stride-4 / 8 / 16 maps, each after a 3x3 conv + BN + ReLU 64 wide" in card.text
     assert "| skip maps (strides) | 4, 8, 16 (each a 3x3 conv 64 wide, then 1x1) |" in card.text
     assert "| image size | 64 px in training, 96 px in evaluation and use (FixRes) |" in card.text and "input size (96 x 96" in card.text
@@ -188,8 +191,8 @@ def test_a_tiny_random_segformer_trains_through_the_script_and_its_snippet_runs(
     out = tmp_path / "run"
     argv = tiny(out, tiny_set, "--max_train_steps", "2")
     argv[argv.index("test_efficientnet")] = str(checkpoint)
-    for flag, value in (("--frozen_stride", "4"), ("--output_stride", "16")):  # no timm stem to freeze, no timm stages to dilate
-        with pytest.raises(HfdlError, match="--frozen_stride / --output_stride / --skip_strides / --skip_channels shape a decoder on a timm backbone"):
+    for flag, value in (("--frozen_stride", "4"), ("--output_stride", "16"), ("--test_time_flip", "false")):  # no timm stem to freeze, no timm stages to dilate
+        with pytest.raises(HfdlError, match="--skip_channels / --test_time_flip shape a decoder on a timm backbone"):
             train_segmenter.main([*argv, flag, value])
     results = train_segmenter.main(argv)
     assert 0 <= results["eval_mean_iou"] <= 1 and results["completed_steps"] == 2
