@@ -35,8 +35,8 @@ DEFAULT_SKIP_STRIDES = (4, 8, 16)
 DEFAULT_SKIP_CHANNELS = 64
 
 # The timm decoders predict with flip test-time augmentation by default: the mean of the image's and its mirror
-# image's logits (mean IoU 0.701 -> 0.707 on the offline default's weights, 0.671 -> 0.676 on session 14's; README),
-# for twice the inference time (~50 ms/image at 256 px on 2 cores, the target being 80).
+# image's logits (mean IoU 0.6972 -> 0.7015 and 0.701 -> 0.707 on two default runs' weights, 0.671 -> 0.676 on
+# session 14's; README), for twice the inference time (50-60 ms/image at 256 px on 2 cores, the target being 80).
 DEFAULT_TEST_TIME_FLIP = True
 
 # The backbone's last map by default: strided to 32, as the backbone was pretrained.
@@ -154,7 +154,7 @@ class SegmenterArguments:
         metadata={
             "help": "Predict with the mean of the image's and its mirror image's logits (flip test-time augmentation), saved in the model so "
             "evaluation, segment.py and the Space all do it; twice the inference time. Default: on for the timm decoders (offline default: "
-            "mean IoU 0.701 -> 0.707, README); a transformers segmenter predicts as its library does."
+            "mean IoU +0.004 to +0.006, README); a transformers segmenter predicts as its library does."
         },
     )
     dice_weight: float = field(
