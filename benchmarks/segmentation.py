@@ -33,6 +33,7 @@ fused AdamW step (what the loop takes on CPU) against the default foreach one on
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -80,17 +81,7 @@ def main() -> None:
     models[TORCHVISION] = build_segmenter(SegmenterArguments(upsample=a.upsample, **TORCHVISION_HEAD), names, None, a.image_size).eval()
     models[SINGLE_PASS] = build_segmenter(SegmenterArguments(upsample=a.upsample, test_time_flip=False), names, None, a.image_size).eval()
     x = torch.rand(1, 3, a.image_size, a.image_size)
-    times = {decoder: [] for decoder in models}
-    with torch.inference_mode():
-        for model in models.values():  # warm-up: allocations, oneDNN primitives
-            for _ in range(3):
-                model.predict(x)
-        for _ in range(a.rounds):
-            for decoder, model in models.items():
-                t0 = time.perf_counter()
-                model.predict(x)
-                times[decoder].append(time.perf_counter() - t0)
-    ms = {decoder: statistics.median(t) * 1000 for decoder, t in times.items()}
+    ms = alternate({decoder: functools.partial(model.predict, x) for decoder, model in models.items()}, a.rounds, warmup=3)  # predict: inference mode
     params = {decoder: sum(p.numel() for p in model.parameters()) for decoder, model in models.items()}
     emit(
         {
@@ -167,14 +158,15 @@ def eval_batches(model, size: int, rounds: int) -> dict:
     }
 
 
-def alternate(candidates: dict, rounds: int) -> dict:
-    """Median milliseconds of each no-argument callable, called in turn each round (two warm-up rounds first)."""
+def alternate(candidates: dict, rounds: int, warmup: int = 2) -> dict:
+    """Median milliseconds of each no-argument callable, called in turn each round (`warmup` untimed rounds first:
+    allocations, oneDNN primitives)."""
     times = {name: [] for name in candidates}
-    for r in range(rounds + 2):
+    for r in range(rounds + warmup):
         for name, call in candidates.items():
             t0 = time.perf_counter()
             call()
-            if r >= 2:
+            if r >= warmup:
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
