@@ -23,7 +23,8 @@ default --image_size, cross-entropy + Dice, AdamW) against the same step with th
 alternating, each as a ratio to the default's step.
 
 The training step's parts (`--part_rounds`, 0 to skip), each against the textbook form in alternating rounds:
-the loss (cross-entropy + soft Dice from one log-softmax, Dice summing p(true class) per class) against
+the LR-ASPP head's forward + backward on a batch's backbone maps, classifying the last map before its bilinear resize
+(K = 11 maps resized, not C = 256) against torchvision's resize-then-classify order (the same logits); the loss (cross-entropy + soft Dice from one log-softmax, Dice summing p(true class) per class) against
 cross-entropy + the one-hot Dice on the same logits (8 x 11 x 192 x 192, forward + backward); the training
 augmentation on PIL images against the same steps on uint8 tensors (ms/image on real composites), both for your
 data's (rotation, colour and hue jitter) and the offline default's (flips and crops only); and PyTorch's
@@ -180,6 +181,16 @@ def textbook_loss(logits: torch.Tensor, masks: torch.Tensor, dice_weight: float)
     return F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX) + dice_weight * dice
 
 
+def resize_then_classify(d, feats: list[torch.Tensor]) -> torch.Tensor:
+    """The LR-ASPP head's logits in torchvision's order: the last map's C channels resized to the skip's stride, then
+    classified (the default classifies the small map and resizes K maps: the same logits, tested)."""
+    low = feats[d.skips[0]]
+    logits = d.low_classifier(low) + d.high_classifier(d.resize(d.cbr(feats[-1]) * d.scale(feats[-1]), low.shape[-2:]))
+    for level, classify, resize in zip(d.skips[1:], d.skip_classifiers, d.skip_resizes):
+        logits = logits + resize(classify(feats[level]), low.shape[-2:])
+    return logits
+
+
 def step_parts(names: list[str], rounds: int) -> dict:
     """The loss, the augmentation and the optimizer step of the default recipe, each against the textbook form."""
     from torchvision import tv_tensors
@@ -212,7 +223,15 @@ def step_parts(names: list[str], rounds: int) -> dict:
         transforms[data] = SegmentationTransform(size, d.augment())
     aug_ms = alternate({f"{form}_{data}": augment(t, form == "tensor") for data, t in transforms.items() for form in ("pil", "tensor")}, max(1, rounds // 4))
 
-    model = build_segmenter(SegmenterArguments(), names, None, size)
+    model = build_segmenter(SegmenterArguments(), names, None, size).train()
+    with torch.no_grad():
+        feats = [f.detach().requires_grad_() for f in model.backbone(model.normalize(torch.rand(batch, 3, size, size, generator=g)).contiguous(memory_format=torch.channels_last))]
+    weights = torch.randn(batch, len(names), size // model.decoder.stride, size // model.decoder.stride, generator=g)
+
+    def head_with(fn):
+        return lambda: (fn(model.decoder, feats) * weights).sum().backward()
+
+    head_ms = alternate({"default": head_with(lambda d, f: d(f)), "torchvision": head_with(resize_then_classify)}, rounds)
     params = [q for q in model.parameters() if q.requires_grad]
     for q in params:
         q.grad = torch.randn_like(q)
@@ -224,6 +243,9 @@ def step_parts(names: list[str], rounds: int) -> dict:
         "loss_speedup": loss_ms["one_hot"] / loss_ms["default"],
         **{f"augment_ms_per_image_{key}": value / len(samples) for key, value in aug_ms.items()},
         **{f"augment_speedup_pil_{data}": aug_ms[f"tensor_{data}"] / aug_ms[f"pil_{data}"] for data in transforms},
+        "head_ms": head_ms["default"],
+        "head_ms_resize_then_classify": head_ms["torchvision"],
+        "head_speedup_classify_then_resize": head_ms["torchvision"] / head_ms["default"],
         "adamw_ms_fused": opt_ms["fused"],
         "adamw_ms_foreach": opt_ms["foreach"],
         "adamw_speedup_fused": opt_ms["foreach"] / opt_ms["fused"],

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup", "constant")
+EVAL_STRATEGIES = ("epoch", "end")
 
 
 @dataclass
@@ -68,6 +69,13 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder, or 'latest'."})
     with_tracking: bool = field(default=False, metadata={"help": "Log metrics to TensorBoard under --output_dir."})
     eval_steps: int | None = field(default=None, metadata={"help": "Also evaluate every N optimizer steps (default: at epoch ends only)."})
+    eval_strategy: str | None = field(
+        default=None,
+        metadata={
+            "help": f"When to evaluate: {' | '.join(EVAL_STRATEGIES)}: at every epoch's end (default), or only once training ends "
+            "(the epoch ends still log the training loss; --eval_steps still adds its own). Default: epoch, or the task's."
+        },
+    )
     time_budget_minutes: float | None = field(
         default=None,
         metadata={
@@ -113,6 +121,8 @@ class TrainingArguments:
             raise HfdlError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
             raise HfdlError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.eval_strategy is not None and self.eval_strategy not in EVAL_STRATEGIES:
+            raise HfdlError(f"--eval_strategy '{self.eval_strategy}' is unknown: use one of {', '.join(EVAL_STRATEGIES)}")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise HfdlError(f"--eval_steps must be >= 1, got {self.eval_steps}")
         if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
@@ -415,9 +425,10 @@ def train(
     train_time = 0.0
     out_of_time = False
 
-    def log_evaluation(epoch_value: float, train_loss: float) -> dict:
+    def log_evaluation(epoch_value: float, train_loss: float, score: bool = True) -> dict:
+        """Append the history's record (training loss, learning rate) with the evaluation's metrics where `score`."""
         with _forked_rng():  # evaluation never moves the training RNG: resumed runs stay exact
-            found = evaluate(scored) if evaluate is not None else {}
+            found = evaluate(scored) if evaluate is not None and score else {}
         record = {
             "epoch": epoch_value,
             "step": completed_steps,
@@ -496,7 +507,9 @@ def train(
                 save_checkpoint(f"step_{completed_steps}", epoch)
             accelerator.print(f"{run_name}: time budget of {args.time_budget_minutes} min reached at step {completed_steps}")
             break
-        metrics = log_evaluation(epoch + 1, train_loss)
+        last = completed_steps >= max_steps or out_of_time or epoch + 1 == num_epochs
+        found = log_evaluation(epoch + 1, train_loss, score=last or args.eval_strategy != "end")
+        metrics = found or metrics
         if args.checkpointing_steps == "epoch":
             save_checkpoint(f"epoch_{epoch + 1}", epoch + 1)
         elif every and completed_steps % every == 0:

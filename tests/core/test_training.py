@@ -100,6 +100,27 @@ def test_a_fraction_of_an_epoch_is_that_share_of_its_steps_and_the_schedule_ends
     assert result.history[-1]["lr"] < 1e-9
 
 
+def test_eval_strategy_end_evaluates_once_after_training_and_logs_every_epochs_loss(tmp_path):
+    calls = []
+
+    def evaluate(m):
+        calls.append(1)
+        return {"eval_w": m[0].weight.sum().item()}
+
+    model, dl, args = _setup(tmp_path, eval_strategy="end")
+    acc = make_accelerator(args)
+    _, result = train(acc, model, None, dl, args, tmp_path, compute_loss=lambda m, b: torch.nn.functional.cross_entropy(m(b[0]), b[1]), evaluate=evaluate)
+    assert len(calls) == 1  # not after epochs 1 and 2
+    assert [(h["epoch"], "eval_w" in h) for h in result.history] == [(1, False), (2, False), (3, True)]
+    assert all(h["train_loss"] > 0 for h in result.history)
+    assert result.final_metrics == {"eval_w": result.history[-1]["eval_w"]}
+    _, every_epoch = _run(tmp_path / "b")
+    assert [("eval_w" in h) for h in every_epoch.history] == [True, True, True]  # the default: each epoch's end
+    assert every_epoch.history[-1]["eval_w"] == result.history[-1]["eval_w"]  # skipping evaluations changes no weight
+    with pytest.raises(HfdlError, match="--eval_strategy 'steps' is unknown: use one of epoch, end"):
+        TrainingArguments(output_dir="out", eval_strategy="steps")
+
+
 def test_resuming_the_final_checkpoint_still_reports_metrics(tmp_path):
     full, full_result = _run(tmp_path / "a", checkpointing_steps="epoch")
     last = list_checkpoints(tmp_path / "a")[-1]

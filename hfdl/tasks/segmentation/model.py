@@ -155,7 +155,12 @@ class LRASPPDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         low, high = feats[self.skips[0]], feats[-1]
         size = low.shape[-2:]
-        logits = self.low_classifier(low) + self.high_classifier(self.resize(self.cbr(high) * self.scale(high), size))  # (B, K, H/s, W/s)
+        high = self.cbr(high) * self.scale(high)  # (B, C, H/32, W/32)
+        if self.resize.deconv is None:  # bilinear: it commutes with the 1x1 classifier, so classify the small map and resize K maps, not C
+            high = self.resize(self.high_classifier(high), size)
+        else:  # a learned depthwise transposed conv per channel: resize first (torchvision's order)
+            high = self.high_classifier(self.resize(high, size))
+        logits = self.low_classifier(low) + high  # (B, K, H/s, W/s)
         for level, classify, resize in zip(self.skips[1:], self.skip_classifiers, self.skip_resizes):
             logits = logits + resize(classify(feats[level]), size)
         return logits

@@ -25,6 +25,7 @@ from hfdl.tasks.segmentation.args import (
     DEFAULT_DECODER,
     DEFAULT_OUTPUT_STRIDE,
     EMBEDDED_DEFAULT,
+    EMBEDDED_EVAL_STRATEGY,
     EMBEDDED_TIME_BUDGET_MINUTES,
     MODEL_RECIPES,
     VALIDATION_MAX_OBJECTS,
@@ -158,9 +159,12 @@ def run(
     With `--compare a,b[,c]`, one variant per name (pretrained/scratch, unet/fpn/lraspp or interpolate/transposed) is
     trained into `OUTPUT/<name>` (each a complete run folder) and `OUTPUT/comparison.{md,json,png}` sets them side by
     side; returns {variant: all_results}. A resumed comparison reuses the variants that finished."""
-    if data_args.embedded_default:
-        training_args = training_args.capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)
     variants = segmenter_args.compare_variants()
+    if data_args.embedded_default:
+        capped = training_args.capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES)
+        if capped is not training_args and not variants:  # one clock-capped run: its minutes go to training, not to curves
+            capped = capped.with_unset(eval_strategy=EMBEDDED_EVAL_STRATEGY)
+        training_args = capped
     if not variants:
         return run_one(segmenter_args, data_args, training_args, argv)
     if any(COMPARE_AXES[name][0] != "pretrained" for name in variants) and segmenter_kind(segmenter_args) == "transformers":

@@ -188,6 +188,28 @@ def test_timm_segmenters_run_at_1_4x_their_training_size_and_transformers_at_one
     assert SegmentationTrainingArguments(max_train_steps=5).capped_by_clock(EMBEDDED_TIME_BUDGET_MINUTES).time_budget_minutes is None
 
 
+def test_the_offline_defaults_clock_capped_run_evaluates_once_training_ends(monkeypatch, tmp_path):
+    """A plain run's minutes go to training (--eval_strategy end); a --compare keeps its curves, anything given wins."""
+    from hfdl.tasks.segmentation import pipeline
+    from hfdl.tasks.segmentation.args import EMBEDDED_TIME_BUDGET_MINUTES, SegmentationDataArguments, SegmentationTrainingArguments, SegmenterArguments
+
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_one", lambda s, d, t, argv=None: seen.setdefault("args", t))
+    monkeypatch.setattr(pipeline, "run_variants", lambda names, folders, t, *a, **k: seen.setdefault("args", t) and {})
+    monkeypatch.setattr(pipeline, "write_comparison", lambda *a, **k: "")
+
+    def resolved(segmenter=None, **training) -> SegmentationTrainingArguments:
+        seen.clear()
+        pipeline.run(segmenter or SegmenterArguments(), SegmentationDataArguments(), SegmentationTrainingArguments(output_dir=str(tmp_path), **training))
+        return seen["args"]
+
+    plain = resolved()
+    assert (plain.eval_strategy, plain.time_budget_minutes, plain.num_train_epochs) == ("end", EMBEDDED_TIME_BUDGET_MINUTES, 3)
+    assert resolved(eval_strategy="epoch").eval_strategy == "epoch"
+    assert resolved(num_train_epochs=1).eval_strategy is None  # not clock-capped: each epoch's end, the loop's default
+    assert resolved(SegmenterArguments(compare="unet,lraspp")).eval_strategy is None
+
+
 def test_offline_default_trains_on_denser_scenes_and_validates_on_the_detection_sets_scenes(monkeypatch):
     from hfdl import assets
     from hfdl.tasks.segmentation import pipeline

