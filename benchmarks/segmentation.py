@@ -225,7 +225,10 @@ def step_parts(names: list[str], rounds: int) -> dict:
 
     model = build_segmenter(SegmenterArguments(), names, None, size).train()
     with torch.no_grad():
-        feats = [f.detach().requires_grad_() for f in model.backbone(model.normalize(torch.rand(batch, 3, size, size, generator=g)).contiguous(memory_format=torch.channels_last))]
+        feats = [
+            f.detach().requires_grad_()
+            for f in model.backbone(model.normalize(torch.rand(batch, 3, size, size, generator=g)).contiguous(memory_format=torch.channels_last))
+        ]
     weights = torch.randn(batch, len(names), size // model.decoder.stride, size // model.decoder.stride, generator=g)
 
     def head_with(fn):
