@@ -11,7 +11,8 @@ Each round times `predict` (network, logits at the input size, argmax) once per 
 Every timm decoder predicts with flip test-time augmentation (the mean of the image's and its mirror image's logits, the
 default), so each is two passes. Also timed, as ratios to the default: torchvision's LR-ASPP head (`--skip_strides 8
 --skip_channels 0`: one skip map, a 1x1 classifier; the default adds the stride-4 and -16 maps and a 3x3 conv before
-each skip's classifier) and the default in one pass (`--test_time_flip false`).
+each skip's classifier), the default decoder on MobileNetV2 (the other offline backbone) and the default in one pass
+(`--test_time_flip false`).
 
 Evaluation (`--eval_rounds`, 0 to skip): the default's predictions over 32 images at --image_size in batches of the
 default --per_device_eval_batch_size (8) against batches of 32, ms per image (the smaller batch's tensors stay in the
@@ -19,12 +20,13 @@ CPU's caches).
 
 Training (`--train_rounds`, 0 to skip): one optimizer step of the default recipe (a batch of the default size at the
 default --image_size, cross-entropy + Dice, AdamW) against the same step with the whole backbone trained
-(`--frozen_stride 0`), with a dilated backbone (`--output_stride 16`) and with torchvision's head,
+(`--frozen_stride 0`), with a dilated backbone (`--output_stride 16`), with torchvision's head and on MobileNetV2,
 alternating, each as a ratio to the default's step.
 
 The training step's parts (`--part_rounds`, 0 to skip), each against the textbook form in alternating rounds:
 the LR-ASPP head's forward + backward on a batch's backbone maps, classifying the last map before its bilinear resize
-(K = 11 maps resized, not C = 256) against torchvision's resize-then-classify order (the same logits); the loss (cross-entropy + soft Dice from one log-softmax, Dice summing p(true class) per class) against
+(K = 11 maps resized, not C = 256) against torchvision's resize-then-classify order (the same logits); the loss
+(cross-entropy + soft Dice from one log-softmax, Dice summing p(true class) per class) against
 cross-entropy + the one-hot Dice on the same logits (8 x 11 x 192 x 192, forward + backward); the training
 augmentation on PIL images against the same steps on uint8 tensors (ms/image on real composites), both for your
 data's (rotation, colour and hue jitter) and the offline default's (flips and crops only); and PyTorch's
@@ -61,6 +63,7 @@ from hfdl.tasks.segmentation.pipeline import build_segmenter
 NUM_CLASSES = 11  # the offline default's: background + 10 Fashion-MNIST classes
 TORCHVISION_HEAD = {"skip_strides": "8", "skip_channels": 0}
 TORCHVISION = "lraspp_torchvision"  # torchvision's LR-ASPP head: one skip map, a 1x1 classifier (--skip_strides 8 --skip_channels 0)
+MNV2 = "lraspp_mobilenetv2"  # the default decoder on MobileNetV2 (--model_name_or_path mobilenetv2_100), the other offline backbone
 SINGLE_PASS = "lraspp_single_pass"  # the default without flip test-time augmentation (--test_time_flip false): one pass per image
 
 
@@ -80,6 +83,7 @@ def main() -> None:
     if a.model:
         models[DEFAULT_DECODER] = load_segmenter(a.model).eval()
     models[TORCHVISION] = build_segmenter(SegmenterArguments(upsample=a.upsample, **TORCHVISION_HEAD), names, None, a.image_size).eval()
+    models[MNV2] = build_segmenter(SegmenterArguments(model_name_or_path="mobilenetv2_100", upsample=a.upsample), names, None, a.image_size).eval()
     models[SINGLE_PASS] = build_segmenter(SegmenterArguments(upsample=a.upsample, test_time_flip=False), names, None, a.image_size).eval()
     x = torch.rand(1, 3, a.image_size, a.image_size)
     ms = alternate({decoder: functools.partial(model.predict, x) for decoder, model in models.items()}, a.rounds, warmup=3)  # predict: inference mode
@@ -113,6 +117,7 @@ def train_steps(names: list[str], rounds: int) -> dict:
         "unfrozen": SegmenterArguments(frozen_stride=0),
         "output_stride16": SegmenterArguments(output_stride=16),
         TORCHVISION: SegmenterArguments(**TORCHVISION_HEAD),
+        MNV2: SegmenterArguments(model_name_or_path="mobilenetv2_100"),
     }
     steps = {}
     for name, args in variants.items():

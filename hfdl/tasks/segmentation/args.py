@@ -20,6 +20,11 @@ COMPARE_AXES = {
     **{name: ("upsample", name) for name in UPSAMPLES},
 }
 
+# The backbone without --model_name_or_path: EfficientNet-Lite0 (ImageNet). MobileNetV2's training step is 1.23-1.39x
+# cheaper on 2 CPU cores, which wins in a slow hour (0.699 at 1,880 steps against Lite0's 0.689 at 1,353, the same
+# compute) but its runs stayed at 0.690-0.699 however many steps (2,123: 0.695), where Lite0 goes on to 0.703 at
+# 1,752 (README): Lite0 stays.
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 # The decoder a run builds without --model_type: LR-ASPP measured best on the offline default (mean IoU, README).
 DEFAULT_DECODER = "lraspp"
 
@@ -107,9 +112,9 @@ class SegmenterArguments:
         },
     )
     model_name_or_path: str = field(
-        default="tf_efficientnet_lite0",
+        default=DEFAULT_BACKBONE,
         metadata={
-            "help": "The backbone (an offline backbone: tf_efficientnet_lite0, mobilenetv2_100; a timm name or timm Hub id), or a transformers "
+            "help": f"The backbone (default {DEFAULT_BACKBONE}; offline: tf_efficientnet_lite0, mobilenetv2_100; a timm name or timm Hub id), or a transformers "
             "segmenter (Hub id or folder: nvidia/mit-b0, nvidia/segformer-b0-finetuned-ade-512-512...), re-headed for the classes."
         },
     )
