@@ -507,14 +507,14 @@ def train(
                 save_checkpoint(f"step_{completed_steps}", epoch)
             accelerator.print(f"{run_name}: time budget of {args.time_budget_minutes} min reached at step {completed_steps}")
             break
-        last = completed_steps >= max_steps or out_of_time or epoch + 1 == num_epochs
+        last = completed_steps >= max_steps or out_of_time or epoch + 1 == num_epochs  # no epoch follows this one
         found = log_evaluation(epoch + 1, train_loss, score=last or args.eval_strategy != "end")
         metrics = found or metrics
         if args.checkpointing_steps == "epoch":
             save_checkpoint(f"epoch_{epoch + 1}", epoch + 1)
         elif every and completed_steps % every == 0:
             save_checkpoint(f"step_{completed_steps}", epoch + 1)
-        if completed_steps >= max_steps or out_of_time:
+        if last:
             break
     progress.close()
     if not metrics and evaluate is not None:  # resumed from the final checkpoint: no epoch ran, still report
