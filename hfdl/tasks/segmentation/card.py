@@ -22,7 +22,7 @@ from hfdl.hub.cards import (
     versions_table,
 )
 from hfdl.hub.registry import RepoPlan, finished_run, model_repo_files, register, repo_ids, write_cards
-from hfdl.tasks.segmentation.args import resolve_frozen_stride, resolve_skip_channels, resolve_skip_strides, resolve_test_time_flip
+from hfdl.tasks.segmentation.args import resolve_skip_channels, resolve_skip_strides, resolve_test_time_flip
 from hfdl.tasks.segmentation.metrics import class_keys
 
 TASK = "image-segmentation"
@@ -116,7 +116,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "decoder": m["model_type"],
             "upsampling": m["upsample"],
             "decoder channels": m["decoder_channels"],
-            "frozen backbone layers": frozen_layers(resolve_frozen_stride(m.get("frozen_stride"), m["pretrained"])),
+            "frozen backbone layers": frozen_layers(m.get("frozen_stride") or 0),
             "backbone output stride": output_stride(m.get("output_stride", 32)),
             **({"skip maps (strides)": skip_maps(m)} if m["model_type"] == "lraspp" else {}),
             "test-time augmentation": "horizontal flip (the mean of the image's and its mirror image's logits)" if test_time_flip(m) else "none",

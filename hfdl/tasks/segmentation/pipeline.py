@@ -109,7 +109,7 @@ def build_segmenter(
         backbone=cfg.get("architecture") or segmenter_args.model_name_or_path, num_classes=len(label_names), label_names=label_names,
         image_size=image_size, decoder=segmenter_args.model_type, upsample=segmenter_args.upsample, decoder_channels=segmenter_args.decoder_channels,
         mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)), palette=palette or default_palette(label_names),
-        frozen_stride=segmenter_args.resolved_frozen_stride(), output_stride=segmenter_args.output_stride,
+        frozen_stride=segmenter_args.frozen_stride, output_stride=segmenter_args.output_stride,
         test_time_flip=segmenter_args.resolved_test_time_flip(),
         **(
             {"skip_strides": segmenter_args.resolved_skip_strides(), "skip_channels": segmenter_args.resolved_skip_channels()}
