@@ -106,7 +106,9 @@ def _model_description(m: dict, kind: str, base: str | None, architecture: str) 
     )
 
 
-def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
+def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict, config: dict) -> dict:
+    """The card's hyperparameter rows; the frozen layers from the saved model's config (a run folder from before
+    session 18 may leave --frozen_stride unset in run_config.json, which then meant 4 for a pretrained backbone)."""
     model = (
         {"checkpoint": m["model_name_or_path"], "pretrained": m["pretrained"]}
         if kind == "transformers"
@@ -116,7 +118,7 @@ def _hyperparameters(m: dict, d: dict, t: dict, kind: str, rc: dict) -> dict:
             "decoder": m["model_type"],
             "upsampling": m["upsample"],
             "decoder channels": m["decoder_channels"],
-            "frozen backbone layers": frozen_layers(m.get("frozen_stride") or 0),
+            "frozen backbone layers": frozen_layers(config.get("frozen_stride", 0)),
             "backbone output stride": output_stride(m.get("output_stride", 32)),
             **({"skip maps (strides)": skip_maps(m)} if m["model_type"] == "lraspp" else {}),
             "test-time augmentation": "horizontal flip (the mean of the image's and its mirror image's logits)" if test_time_flip(m) else "none",
@@ -228,7 +230,7 @@ def segmentation_card(out: Path, repo_id: str):
         label_list=", ".join(f"`{i}` {n}" for i, n in enumerate(names)),
         data_description=_data_description(ds, r, d),
         command=rc["command"],
-        hyperparameters_table=markdown_table([{"hyperparameter": k, "value": v} for k, v in _hyperparameters(m, d, t, kind, rc).items()]),
+        hyperparameters_table=markdown_table([{"hyperparameter": k, "value": v} for k, v in _hyperparameters(m, d, t, kind, rc, config).items()]),
         seed=t["seed"],
         hardware=hardware(env),
         train_time=f"{r['train_seconds']:.0f} s",

@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import train_segmenter  # noqa: E402
 
 from hfdl.errors import HfdlError  # noqa: E402
+from hfdl.tasks.segmentation.card import segmentation_card  # noqa: E402
 from hfdl.tasks.segmentation.model import TimmSegmenter, load_segmenter  # noqa: E402
 
 
@@ -54,7 +55,7 @@ def launched(tiny_set, tmp_path_factory):
     return out
 
 
-def test_run_folder_results_and_card(launched):
+def test_run_folder_results_and_card(launched, tmp_path):
     out = launched
     files = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "label_map.json", "overlays.png", "confusion_matrix.png", "confusion_matrix.json"} <= files
@@ -78,6 +79,13 @@ def test_run_folder_results_and_card(launched):
     assert index["mean_iou"] == pytest.approx(results["eval_mean_iou"])
     assert card.data.pipeline_tag == "image-segmentation" and f'TimmSegmenter.from_pretrained("{out.resolve()}")' in card.text
     assert "![pixel confusion matrix](confusion_matrix.png)" in card.text and "| Dress |" in card.text
+    legacy = tmp_path / "legacy"  # a folder from before session 18: run_config leaves --frozen_stride unset, the model froze to 4
+    shutil.copytree(out, legacy)
+    config["model_args"]["frozen_stride"] = None
+    (legacy / "run_config.json").write_text(json.dumps(config))
+    saved = json.loads((legacy / "config.json").read_text())
+    (legacy / "config.json").write_text(json.dumps({**saved, "frozen_stride": 4}))
+    assert "| frozen backbone layers | stem to the stride-4 level (weights and batch-norm statistics kept) |" in str(segmentation_card(legacy, "legacy"))
     assert "| frozen backbone layers | none |" in card.text  # from scratch: every layer trains
     saved = json.loads((out / "config.json").read_text())
     assert (saved["skip_strides"], saved["skip_channels"]) == ([4, 8, 16], 64)  # LR-ASPP with the default skip maps, said on the card
